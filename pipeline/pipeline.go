@@ -1,0 +1,293 @@
+// Package pipeline carries events from the proxy (or the log tailer) to the
+// store and the live stream. The proxy hands each event over without ever
+// waiting: the queue is bounded, and what does not fit is counted as dropped
+// and shown, never allowed to slow the data path.
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetrascope/tetrascope/inspect"
+)
+
+// Kind tells a connection that opened from one that ended.
+type Kind uint8
+
+// The kinds of message on the queue; their names are the stream's "type".
+const (
+	KindOpen Kind = iota
+	KindEvent
+)
+
+// String returns the stream message type of k.
+func (k Kind) String() string {
+	if k == KindOpen {
+		return "open"
+	}
+	return "event"
+}
+
+// Store is what the pipeline needs of the event store.
+type Store interface {
+	Append(ctx context.Context, events []inspect.Event) error
+}
+
+// Publisher receives every message for the live stream. It must not block.
+type Publisher func(kind string, ev inspect.Event)
+
+// Config tunes the pipeline. Zero values take the defaults noted.
+type Config struct {
+	Queue       int  // bound of each queue; 0 means 65536
+	RecordOther bool // store events of endpoint "other" too
+	Batch       int  // most events in one store transaction; 0 means 4096
+}
+
+// Stats are the pipeline's counters since start.
+type Stats struct {
+	Queued       uint64 `json:"events_total"`
+	Dropped      uint64 `json:"dropped"`      // lost before the store: queue full
+	Stored       uint64 `json:"stored"`       // committed to the store
+	NotStored    uint64 `json:"not_stored"`   // other traffic, counted only
+	StoreErrors  uint64 `json:"store_errors"` // failed store transactions
+	StoreLost    uint64 `json:"store_lost"`   // given up at shutdown with the store failing
+	LastStoreErr string `json:"last_store_error,omitempty"`
+}
+
+type msg struct {
+	kind Kind
+	ev   inspect.Event
+}
+
+// Pipeline is the bounded path from the sensors to the store and stream.
+// Use New; the zero Pipeline is not usable.
+type Pipeline struct {
+	cfg     Config
+	store   Store
+	publish Publisher
+	log     *slog.Logger
+
+	in      chan msg
+	toStore chan inspect.Event
+
+	queued, dropped, stored, notStored, storeErrors, storeLost atomic.Uint64
+	closing                                                    atomic.Bool
+
+	mu          sync.Mutex
+	lastErr     string
+	failing     bool
+	lastDropLog time.Time
+	lastErrLog  time.Time
+}
+
+// New returns a pipeline writing to store (nil: nothing is stored) and
+// publishing to publish (nil: no stream).
+func New(cfg Config, store Store, publish Publisher, log *slog.Logger) *Pipeline {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 65536
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 4096
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{
+		cfg:     cfg,
+		store:   store,
+		publish: publish,
+		log:     log,
+		in:      make(chan msg, cfg.Queue),
+		toStore: make(chan inspect.Event, cfg.Queue),
+	}
+}
+
+// Open announces a connection that started. It never blocks.
+func (p *Pipeline) Open(ev *inspect.Event) { p.put(KindOpen, ev) }
+
+// Done hands over a finished event. It never blocks.
+func (p *Pipeline) Done(ev *inspect.Event) { p.put(KindEvent, ev) }
+
+func (p *Pipeline) put(k Kind, ev *inspect.Event) {
+	select {
+	case p.in <- msg{k, *ev}:
+		if k == KindEvent {
+			p.queued.Add(1)
+		}
+	default:
+		if k == KindEvent {
+			p.drop(1, "event queue full")
+		}
+	}
+}
+
+func (p *Pipeline) drop(n uint64, why string) {
+	p.dropped.Add(n)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.lastDropLog) >= time.Minute {
+		p.lastDropLog = time.Now()
+		p.log.Error("events dropped", "reason", why, "dropped_total", p.dropped.Load())
+	}
+}
+
+// Stats returns the counters.
+func (p *Pipeline) Stats() Stats {
+	p.mu.Lock()
+	last := p.lastErr
+	p.mu.Unlock()
+	return Stats{
+		Queued:       p.queued.Load(),
+		Dropped:      p.dropped.Load(),
+		Stored:       p.stored.Load(),
+		NotStored:    p.notStored.Load(),
+		StoreErrors:  p.storeErrors.Load(),
+		StoreLost:    p.storeLost.Load(),
+		LastStoreErr: last,
+	}
+}
+
+// Degraded returns why the pipeline is not healthy, or nothing.
+func (p *Pipeline) Degraded() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failing {
+		return []string{"store failing: " + p.lastErr}
+	}
+	return nil
+}
+
+// Run moves messages until ctx is done, then drains what is queued into the
+// store before returning. Messages handed over after Run returns are lost.
+func (p *Pipeline) Run(ctx context.Context) error {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		p.writeLoop()
+	}()
+
+	for {
+		select {
+		case m := <-p.in:
+			p.dispatch(m)
+		case <-ctx.Done():
+			for {
+				select {
+				case m := <-p.in:
+					p.dispatch(m)
+					continue
+				default:
+				}
+				break
+			}
+			p.closing.Store(true)
+			close(p.toStore)
+			<-writerDone
+			return nil
+		}
+	}
+}
+
+func (p *Pipeline) dispatch(m msg) {
+	if p.publish != nil {
+		p.publish(m.kind.String(), m.ev)
+	}
+	if m.kind != KindEvent || p.store == nil {
+		return
+	}
+	if !m.ev.Stored(p.cfg.RecordOther) {
+		p.notStored.Add(1)
+		return
+	}
+	select {
+	case p.toStore <- m.ev:
+	default:
+		p.drop(1, "store queue full: the store is slower than the traffic")
+	}
+}
+
+// writeLoop batches events into store transactions: it blocks for the first
+// event, then takes whatever else is already queued, so batches grow with
+// the load and latency stays low when it is light.
+func (p *Pipeline) writeLoop() {
+	batch := make([]inspect.Event, 0, p.cfg.Batch)
+	backoff := 100 * time.Millisecond
+	for {
+		ev, ok := <-p.toStore
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], ev)
+		open := p.fill(&batch)
+
+		for {
+			err := p.store.Append(context.Background(), batch)
+			if err == nil {
+				p.stored.Add(uint64(len(batch)))
+				p.recovered()
+				backoff = 100 * time.Millisecond
+				break
+			}
+			p.failed(err)
+			if !open || p.closing.Load() {
+				lost := uint64(len(batch))
+				for range p.toStore {
+					lost++
+				}
+				p.storeLost.Add(lost)
+				p.log.Error("events lost at shutdown: store failing",
+					"events", lost, "error", err)
+				return
+			}
+			// Keep the batch and try again; meanwhile the queue
+			// fills and overflows into the dropped count.
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		if !open {
+			return
+		}
+	}
+}
+
+// fill adds queued events to batch without waiting; it returns false when
+// the queue has been closed and emptied.
+func (p *Pipeline) fill(batch *[]inspect.Event) bool {
+	for len(*batch) < cap(*batch) {
+		select {
+		case ev, ok := <-p.toStore:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, ev)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+func (p *Pipeline) failed(err error) {
+	p.storeErrors.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failing = true
+	p.lastErr = err.Error()
+	if time.Since(p.lastErrLog) >= time.Minute {
+		p.lastErrLog = time.Now()
+		p.log.Error("store failing; proxy keeps forwarding", "error", err)
+	}
+}
+
+func (p *Pipeline) recovered() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failing {
+		p.failing = false
+		p.lastErrLog = time.Time{}
+		p.log.Info("store recovered")
+	}
+}

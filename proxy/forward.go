@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/tetrascope/tetrascope/inspect"
+)
+
+// newGoproxy sets up goproxy for plain HTTP. Every hook that would read the
+// environment or dial on its own is set explicitly: the transport has no
+// proxy and dials through our resolver, and CONNECT never reaches goproxy.
+func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = log.New(io.Discard, "", 0)
+	gp.Verbose = false
+	gp.KeepAcceptEncoding = true
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = nil
+	gp.Tr = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           s.dialHTTP,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: s.cfg.IdleTimeout,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+	}
+	rt := goproxy.RoundTripperFunc(s.roundTrip)
+	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		ctx.RoundTripper = rt
+		return r, nil
+	})
+	gp.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		if resp != nil || ctx.Error == nil {
+			return resp
+		}
+		if st, ok := ctx.Req.Context().Value(httpObsKey{}).(*httpObs); ok {
+			st.err = ctx.Error
+		}
+		return errorResponse(ctx.Req, ctx.Error)
+	})
+	return gp
+}
+
+type httpObsKey struct{}
+
+// httpObs collects what the transport saw of one plain-HTTP request.
+type httpObs struct {
+	o       *inspect.Observation
+	bodyErr atomic.Value // string
+	err     error        // why the origin never answered
+}
+
+// dialHTTP dials an origin for the transport, with the typed errors of dial.
+func (s *Server) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, _ := strconv.Atoi(portStr)
+	return s.dial(ctx, host, port)
+}
+
+// roundTrip sends the request and notes the origin's answer.
+func (s *Server) roundTrip(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	st, _ := r.Context().Value(httpObsKey{}).(*httpObs)
+	resp, err := s.gp.Tr.RoundTrip(r)
+	if err != nil || st == nil {
+		return resp, err
+	}
+	st.o.Event.UpstreamStatus = resp.StatusCode
+	st.o.ContentLength = resp.ContentLength
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &watchedBody{ReadCloser: resp.Body, st: st}
+	}
+	return resp, nil
+}
+
+// watchedBody notes why reading an origin's body failed.
+type watchedBody struct {
+	io.ReadCloser
+	st *httpObs
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.st.bodyErr.Store(err.Error())
+	}
+	return n, err
+}
+
+// errorResponse answers a request the transport could not send.
+func errorResponse(r *http.Request, err error) *http.Response {
+	status, text := http.StatusBadGateway, err.Error()
+	var de *dialError
+	if errors.As(err, &de) {
+		status, text = de.status, de.detail
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	body := text + "\n"
+	return &http.Response{
+		StatusCode:    status,
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       r,
+	}
+}
+
+// forward relays a plain-HTTP request through goproxy and completes the
+// observation.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Observation) {
+	st := &httpObs{o: o}
+	var reqBody *countingReader
+	if r.Body != nil && r.Body != http.NoBody {
+		reqBody = &countingReader{ReadCloser: r.Body}
+		r.Body = reqBody
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	r = r.WithContext(context.WithValue(r.Context(), httpObsKey{}, st))
+	s.gp.ServeHTTP(cw, r)
+
+	ev := &o.Event
+	ev.Status = cw.status
+	ev.BytesDown = cw.n
+	if reqBody != nil {
+		ev.BytesUp = reqBody.n
+	}
+	if e, _ := st.bodyErr.Load().(string); e != "" {
+		o.BodyErr = e
+	}
+	if cw.err != nil && o.BodyErr == "" {
+		o.BodyErr = "client went away: " + cw.err.Error()
+		ev.Close = inspect.ClientRST
+	}
+	if ev.UpstreamStatus == 0 {
+		// The origin never answered: the transport failed.
+		o.ContentLength = -1
+		ev.Outcome, ev.Detail = transportFailure(st.err)
+	}
+}
+
+// transportFailure classifies a request whose origin never answered.
+func transportFailure(err error) (inspect.Outcome, string) {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return de.outcome, de.detail
+	case errors.Is(err, context.DeadlineExceeded):
+		return inspect.ConnectTimeout, "origin did not answer in time"
+	case err == nil:
+		return inspect.DownloadAborted, "no answer from the origin"
+	}
+	return inspect.DownloadAborted, "origin failed before answering: " + err.Error()
+}
+
+// countingWriter counts what is written to the client.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+	err    error
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// Flush passes flushes through for streamed answers.
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingReader counts the request body sent upstream.
+type countingReader struct {
+	io.ReadCloser
+	n int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.n += int64(n)
+	return n, err
+}

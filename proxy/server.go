@@ -1,0 +1,518 @@
+// Package proxy is tetrascope's inline sensor: a forward proxy that relays
+// CONNECT tunnels and plain HTTP requests for the endpoints and reports one
+// observation per connection or request. CONNECT is taken over from goproxy
+// with our own dialer and relay, so that failures keep their cause and the
+// TLS handshake can be watched; plain HTTP goes through goproxy with every
+// dial hook set explicitly.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/tetrascope/tetrascope/inspect"
+	"github.com/tetrascope/tetrascope/resolve"
+)
+
+// Config is the proxy's part of the configuration. Zero durations and limits
+// take the defaults of config.yaml.
+type Config struct {
+	Listen            string
+	Sensor            string
+	AllowClients      []netip.Prefix // empty: every client is refused
+	AllowPorts        []int          // CONNECT ports; empty: only 443
+	AllowLinkLocal    bool           // allow link-local and metadata targets
+	ConnectTimeout    time.Duration
+	IdleTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	ShutdownGrace     time.Duration
+	MaxHeaderBytes    int
+	MaxConnections    int
+	FirstID           int64 // ids continue after this one
+}
+
+// Recorder receives the events of the proxy. Its methods must not block.
+type Recorder interface {
+	Open(ev *inspect.Event)
+	Done(ev *inspect.Event)
+}
+
+// Deps are what the proxy uses. Resolver nil means the system resolver;
+// Catalog nil classifies every host as other.
+type Deps struct {
+	Resolver *resolve.Resolver
+	Catalog  *inspect.Catalog
+	Recorder Recorder
+	Logger   *slog.Logger
+}
+
+// Server is the forward proxy. Use New.
+type Server struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	gp    *goproxy.ProxyHttpServer
+	ports map[int]bool
+
+	nextID  atomic.Int64
+	conns   atomic.Int64 // client connections open now
+	tunnels sync.Map     // id -> *tunnel
+	wg      sync.WaitGroup
+
+	mu    sync.Mutex
+	addrs []netip.AddrPort // our own listeners, never dialled (loops)
+	ready chan struct{}
+}
+
+// New checks cfg and returns a proxy that is not yet listening.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Recorder == nil {
+		return nil, errors.New("proxy: no recorder")
+	}
+	if len(cfg.AllowPorts) == 0 {
+		cfg.AllowPorts = []int{443}
+	}
+	setDefault(&cfg.ConnectTimeout, 10*time.Second)
+	setDefault(&cfg.IdleTimeout, 5*time.Minute)
+	setDefault(&cfg.ReadHeaderTimeout, 30*time.Second)
+	setDefault(&cfg.ShutdownGrace, 10*time.Second)
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 10000
+	}
+	s := &Server{
+		cfg:   cfg,
+		deps:  deps,
+		log:   deps.Logger,
+		ports: make(map[int]bool),
+		ready: make(chan struct{}),
+	}
+	for _, p := range cfg.AllowPorts {
+		s.ports[p] = true
+	}
+	s.nextID.Store(cfg.FirstID)
+	s.gp = s.newGoproxy()
+	return s, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Addr returns the address the proxy listens on, once Run has started
+// listening; it waits for that.
+func (s *Server) Addr() netip.AddrPort {
+	<-s.ready
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[0]
+}
+
+// Run listens and serves until ctx is done, then stops accepting, lets open
+// tunnels finish for the grace period and closes the rest.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy listening on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	s.addrs = ownAddrs(ln.Addr())
+	s.mu.Unlock()
+	close(s.ready)
+
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		// HTTP/2 is not offered: endpoints speak HTTP/1.1 to proxies.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	s.log.Info("proxy listening", "addr", ln.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(&listener{Listener: ln, s: s}) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("proxy serving: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Stop accepting; idle keep-alive connections close at once, requests
+	// in flight and tunnels get the grace period.
+	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	_ = srv.Shutdown(grace)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-grace.Done():
+		n := 0
+		s.tunnels.Range(func(_, v any) bool {
+			v.(*tunnel).shutdown()
+			n++
+			return true
+		})
+		s.log.Info("closing tunnels still open after the grace period", "tunnels", n)
+		<-done
+	}
+	return nil
+}
+
+// ownAddrs lists the addresses a listener answers on, so that a CONNECT to
+// one of them (a loop) is refused.
+func ownAddrs(a net.Addr) []netip.AddrPort {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return nil
+	}
+	if !ap.Addr().IsUnspecified() {
+		return []netip.AddrPort{ap}
+	}
+	out := []netip.AddrPort{ap}
+	ifaddrs, _ := net.InterfaceAddrs()
+	for _, ia := range ifaddrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil {
+			out = append(out, netip.AddrPortFrom(p.Addr(), ap.Port()))
+		}
+	}
+	return out
+}
+
+func (s *Server) isOwn(ap netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.addrs {
+		if a.Port() == ap.Port() && (a.Addr() == ap.Addr() || a.Addr().IsUnspecified()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Active returns the tunnels open now, with the bytes relayed so far.
+func (s *Server) Active() []inspect.Event {
+	var out []inspect.Event
+	s.tunnels.Range(func(_, v any) bool {
+		out = append(out, v.(*tunnel).snapshot())
+		return true
+	})
+	return out
+}
+
+// Connections returns the number of client connections open now.
+func (s *Server) Connections() int64 { return s.conns.Load() }
+
+// newEvent starts the event of a request.
+func (s *Server) newEvent(r *http.Request, start time.Time) inspect.Event {
+	return inspect.Event{
+		ID:         s.nextID.Add(1),
+		Time:       start.UTC(),
+		Source:     inspect.SourceProxy,
+		Sensor:     s.cfg.Sensor,
+		ClientIP:   remoteIP(r.RemoteAddr),
+		ClientUser: basicUser(r.Header.Get("Proxy-Authorization")),
+		Method:     r.Method,
+	}
+}
+
+// finish classifies and hands over the event of a request.
+func (s *Server) finish(o *inspect.Observation, start time.Time) {
+	o.Event.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	ev := inspect.Classify(o)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection", "id", ev.ID, "client_ip", ev.ClientIP, "method", ev.Method,
+			"host", ev.Host, "port", ev.Port, "outcome", ev.Outcome, "status", ev.Status,
+			"bytes_up", ev.BytesUp, "bytes_down", ev.BytesDown, "close", ev.Close,
+			"detail", ev.Detail)
+	}
+	s.deps.Recorder.Done(&ev)
+}
+
+// ServeHTTP handles one request from a client.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if c, ok := r.Context().Value(connKey{}).(*clientConn); ok {
+		c.headN.Store(0)
+	}
+	o := &inspect.Observation{Event: s.newEvent(r, start), ContentLength: -1}
+	ev := &o.Event
+
+	host, port, err := target(r)
+	ev.Host, ev.Port = host, port
+	switch {
+	case err != nil:
+		ev.Outcome, ev.Detail = inspect.BadRequest, err.Error()
+	case !s.clientAllowed(ev.ClientIP):
+		ev.Outcome, ev.Detail = inspect.Denied, "client "+ev.ClientIP+" is not in allow.clients"
+	case r.Method == http.MethodConnect && !s.ports[port]:
+		ev.Outcome = inspect.Denied
+		ev.Detail = fmt.Sprintf("CONNECT port %d is not in allow.connect_ports", port)
+	}
+	if r.Method != http.MethodConnect && err == nil {
+		ev.URL = r.URL.String()
+		ev.Endpoint = s.deps.Catalog.ClassifyRequest(r.Method, host, r.URL, r.Header.Get("Content-Type"))
+	} else {
+		ev.Endpoint = s.deps.Catalog.Classify(host)
+	}
+	s.deps.Recorder.Open(ev)
+
+	if ev.Outcome != "" {
+		ev.Status = http.StatusForbidden
+		if ev.Outcome == inspect.BadRequest {
+			ev.Status = http.StatusBadRequest
+		}
+		w.Header().Set("Connection", "close")
+		http.Error(w, ev.Detail, ev.Status)
+		s.finish(o, start)
+		return
+	}
+
+	if r.Method == http.MethodConnect {
+		s.connect(w, r, o, start)
+		return
+	}
+	s.forward(w, r, o)
+	s.finish(o, start)
+}
+
+func (s *Server) clientAllowed(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.cfg.AllowClients {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// target returns the host and port a request is for, or why it is
+// malformed.
+func target(r *http.Request) (string, int, error) {
+	hostport := r.Host
+	defPort := 80
+	if r.Method == http.MethodConnect {
+		defPort = 0
+	} else {
+		if !r.URL.IsAbs() {
+			return "", 0, fmt.Errorf("not a proxy request: %s %s (relative URL)", r.Method,
+				truncate(r.RequestURI, 80))
+		}
+		if r.URL.Scheme != "http" {
+			return "", 0, fmt.Errorf("unsupported scheme %q in %s", r.URL.Scheme,
+				truncate(r.RequestURI, 80))
+		}
+		hostport = r.URL.Host
+	}
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, portStr = hostport, ""
+	}
+	if portStr == "" && strings.HasSuffix(hostport, ":") {
+		return "", 0, fmt.Errorf("malformed target %q: empty port", truncate(r.RequestURI, 80))
+	}
+	port := defPort
+	if portStr != "" {
+		port, err = strconv.Atoi(portStr)
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, fmt.Errorf("malformed target %q: bad port", truncate(r.RequestURI, 80))
+		}
+	}
+	if port == 0 {
+		return host, 0, fmt.Errorf("CONNECT %q has no port", truncate(r.RequestURI, 80))
+	}
+	if host == "" || !validHost(host) {
+		return host, port, fmt.Errorf("malformed target host %q", truncate(host, 80))
+	}
+	return strings.ToLower(host), port, nil
+}
+
+// validHost accepts DNS names and IP literals.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func remoteIP(addr string) string {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return addr
+	}
+	return ap.Addr().Unmap().String()
+}
+
+type connKey struct{}
+
+// listener wraps accepted connections so that the responses net/http writes
+// on its own (400 for a malformed request line, 431 for oversized headers)
+// are recorded as bad_request, and caps the connections open at once.
+type listener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			return c, nil
+		}
+		if l.s.conns.Add(1) > int64(l.s.cfg.MaxConnections) {
+			l.s.conns.Add(-1)
+			l.s.refuseBusy(tc)
+			continue
+		}
+		return &clientConn{TCPConn: tc, s: l.s}, nil
+	}
+}
+
+// refuseBusy answers a connection over limits.max_connections.
+func (s *Server) refuseBusy(c *net.TCPConn) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n" +
+		"Content-Length: 34\r\n\r\ntoo many connections at the proxy\n"))
+	_ = c.Close()
+}
+
+// clientConn is a client connection before it becomes a tunnel. Tunnels use
+// the TCPConn inside, so the relay keeps the kernel's splice path.
+type clientConn struct {
+	*net.TCPConn
+	s        *Server
+	closed   atomic.Bool
+	recorded bool
+
+	// head keeps the first bytes of the request being read, to name what
+	// was wrong with a request net/http refuses on its own.
+	head  [120]byte
+	headN atomic.Int32 // the handler resets it while net/http reads ahead
+}
+
+// Read keeps the start of each request; the handler resets it.
+func (c *clientConn) Read(p []byte) (int, error) {
+	n, err := c.TCPConn.Read(p)
+	if h := int(c.headN.Load()); h < len(c.head) && n > 0 {
+		c.headN.Store(int32(h + copy(c.head[h:], p[:n])))
+	}
+	return n, err
+}
+
+// requestLine returns the first line of what the client sent, quoted.
+func (c *clientConn) requestLine() string {
+	line, _, _ := bytes.Cut(c.head[:c.headN.Load()], []byte("\n"))
+	return strconv.Quote(string(bytes.TrimRight(line, "\r")))
+}
+
+func (c *clientConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.s.conns.Add(-1)
+	}
+	return c.TCPConn.Close()
+}
+
+// release hands the connection over to a tunnel: the tunnel closes the
+// TCPConn itself, and the count of open connections is kept by it.
+func (c *clientConn) release() *net.TCPConn { return c.TCPConn }
+
+// Write spots the answers net/http sends without calling the handler: they
+// carry no Date header, which every answer written through a handler has.
+func (c *clientConn) Write(p []byte) (int, error) {
+	if !c.recorded && len(p) > 12 && bytes.HasPrefix(p, []byte("HTTP/1.1 ")) &&
+		(p[9] == '4' || p[9] == '5') {
+		head, body, _ := bytes.Cut(p, []byte("\r\n\r\n"))
+		if !bytes.Contains(head, []byte("\r\nDate: ")) {
+			c.recorded = true
+			c.s.recordServerError(c, head, body)
+		}
+	}
+	return c.TCPConn.Write(p)
+}
+
+// recordServerError records a request that net/http refused before any
+// handler saw it.
+func (s *Server) recordServerError(c *clientConn, head, body []byte) {
+	start := time.Now()
+	status, _ := strconv.Atoi(string(head[9:12]))
+	reason := string(bytes.TrimSpace(body))
+	switch status {
+	case http.StatusBadRequest:
+		reason = "malformed request: " + c.requestLine()
+		if len(body) > len("400 Bad Request") {
+			reason += " (" + truncate(string(body), 100) + ")"
+		}
+	case http.StatusRequestHeaderFieldsTooLarge:
+		reason = fmt.Sprintf("request headers larger than limits.max_header_bytes (%d): %s",
+			s.cfg.MaxHeaderBytes, c.requestLine())
+	}
+	ev := inspect.Event{
+		ID:       s.nextID.Add(1),
+		Time:     start.UTC(),
+		Source:   inspect.SourceProxy,
+		Sensor:   s.cfg.Sensor,
+		ClientIP: remoteIP(c.RemoteAddr().String()),
+		Endpoint: inspect.EndpointOther,
+		Outcome:  inspect.BadRequest,
+		Status:   status,
+		Detail:   truncate(reason, 200),
+	}
+	s.deps.Recorder.Open(&ev)
+	s.finish(&inspect.Observation{Event: ev}, start)
+}

@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tetrascope/tetrascope/inspect"
+	"github.com/tetrascope/tetrascope/inspect/tlsrec"
+)
+
+const (
+	// chunk is how much one splice call may move before the byte counts
+	// are updated, so /api/v1/active shows live figures.
+	chunk = 1 << 20
+	// tick bounds how long a read waits before the counts and the idle
+	// timer are looked at again.
+	tick = time.Second
+	// sniffBuf is the read size while the handshake is being watched.
+	sniffBuf = 16 << 10
+)
+
+var sniffPool = sync.Pool{New: func() any { b := make([]byte, sniffBuf); return &b }}
+
+// connect serves a CONNECT: dial, answer, relay and watch the handshake.
+func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
+	start time.Time) {
+	ev := &o.Event
+	server, err := s.dial(r.Context(), ev.Host, ev.Port)
+	if err != nil {
+		de := err.(*dialError)
+		ev.Outcome, ev.Status, ev.Detail = de.outcome, de.status, de.detail
+		w.Header().Set("Connection", "close")
+		http.Error(w, de.detail, de.status)
+		s.finish(o, start)
+		return
+	}
+
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		_ = server.Close()
+		ev.Outcome, ev.Status = inspect.BadRequest, http.StatusInternalServerError
+		ev.Detail = "connection cannot be taken over for a tunnel"
+		http.Error(w, ev.Detail, ev.Status)
+		s.finish(o, start)
+		return
+	}
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		_ = server.Close()
+		ev.Outcome, ev.Detail = inspect.DownloadAborted, "taking over the connection: "+err.Error()
+		s.finish(o, start)
+		return
+	}
+	cc := c.(*clientConn)
+	client := cc.release()
+
+	ev.Status = http.StatusOK
+	t := &tunnel{s: s, o: o, client: client, server: server}
+	t.last.Store(time.Now().UnixNano())
+	s.wg.Add(1)
+	s.tunnels.Store(ev.ID, t)
+	defer func() {
+		s.tunnels.Delete(ev.ID)
+		cc.closed.Store(true)
+		s.conns.Add(-1)
+		s.wg.Done()
+	}()
+
+	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		_ = client.Close()
+		_ = server.Close()
+		ev.Close = inspect.ClientRST
+		t.finish(start)
+		return
+	}
+
+	// Bytes the client sent right behind the CONNECT (often the
+	// ClientHello) sit in the server's read buffer: relay them first.
+	var early []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ = rw.Reader.Peek(n)
+	}
+	t.run(early)
+	t.finish(start)
+}
+
+// tunnel is one relayed CONNECT.
+type tunnel struct {
+	s              *Server
+	o              *inspect.Observation
+	client, server *net.TCPConn
+	tls            tlsrec.Tracker
+
+	up, down atomic.Int64
+	last     atomic.Int64 // unix nanos of the last byte moved
+	closeMu  sync.Mutex
+	close    inspect.Close // the first way it ended wins
+	stopping atomic.Bool
+}
+
+// run relays both directions until both have ended.
+func (t *tunnel) run(early []byte) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.pump(t.server, t.client, tlsrec.ServerToClient, nil)
+	}()
+	t.pump(t.client, t.server, tlsrec.ClientToServer, early)
+	wg.Wait()
+	_ = t.client.Close()
+	_ = t.server.Close()
+}
+
+// pump copies src to dst: first read by read while the handshake is
+// watched, then by splice in chunks.
+func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte) {
+	count := &t.up
+	if dir == tlsrec.ServerToClient {
+		count = &t.down
+	}
+	sniffing := true
+	if len(early) > 0 {
+		if _, err := dst.Write(early); err != nil {
+			t.fail(dir, false)
+			return
+		}
+		count.Add(int64(len(early)))
+		sniffing = !t.tls.Feed(dir, early)
+	}
+
+	var bp *[]byte
+	if sniffing {
+		bp = sniffPool.Get().(*[]byte)
+		defer func() {
+			if bp != nil {
+				sniffPool.Put(bp)
+			}
+		}()
+	}
+	for {
+		_ = src.SetReadDeadline(time.Now().Add(tick))
+		var n int64
+		var err error
+		var eof bool
+		if sniffing {
+			var m int
+			m, err = src.Read(*bp)
+			n = int64(m)
+			if m > 0 {
+				if _, werr := dst.Write((*bp)[:m]); werr != nil {
+					count.Add(n)
+					t.fail(dir, false)
+					return
+				}
+				if t.tls.Feed(dir, (*bp)[:m]) {
+					sniffing = false
+					sniffPool.Put(bp)
+					bp = nil
+				}
+			}
+			eof = errors.Is(err, io.EOF)
+		} else {
+			n, err = dst.ReadFrom(&io.LimitedReader{R: src, N: chunk})
+			eof = err == nil && n < chunk
+		}
+		if n > 0 {
+			count.Add(n)
+			t.last.Store(time.Now().UnixNano())
+		}
+
+		switch {
+		case eof:
+			t.ended(dir, false)
+			_ = dst.CloseWrite()
+			return
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if t.stopping.Load() {
+				return
+			}
+			idle := time.Since(time.Unix(0, t.last.Load()))
+			if idle < t.s.cfg.IdleTimeout {
+				continue
+			}
+			t.setClose(inspect.IdleTimeout)
+			t.abort()
+			return
+		default:
+			if t.stopping.Load() {
+				return
+			}
+			t.fail(dir, !alive(src))
+			return
+		}
+	}
+}
+
+// fail ends the tunnel after an error in direction dir. srcDead says the
+// source side broke; otherwise the destination did.
+func (t *tunnel) fail(dir tlsrec.Direction, srcDead bool) {
+	if srcDead {
+		t.ended(dir, true)
+	} else {
+		t.ended(1-dir, true)
+	}
+	t.abort()
+}
+
+// ended notes the first way the tunnel ended: a FIN or a reset from the
+// side that dir reads.
+func (t *tunnel) ended(dir tlsrec.Direction, reset bool) {
+	var c inspect.Close
+	switch {
+	case dir == tlsrec.ClientToServer && reset:
+		c = inspect.ClientRST
+	case dir == tlsrec.ClientToServer:
+		c = inspect.ClientFIN
+	case reset:
+		c = inspect.ServerRST
+	default:
+		c = inspect.ServerFIN
+	}
+	t.setClose(c)
+}
+
+func (t *tunnel) setClose(c inspect.Close) {
+	t.closeMu.Lock()
+	if t.close == "" {
+		t.close = c
+	}
+	t.closeMu.Unlock()
+}
+
+// abort tears both sides down with a reset, as the broken side did, so the
+// endpoint sees the failure rather than a clean end.
+func (t *tunnel) abort() {
+	t.stopping.Store(true)
+	_ = t.client.SetLinger(0)
+	_ = t.server.SetLinger(0)
+	_ = t.client.Close()
+	_ = t.server.Close()
+}
+
+// shutdown ends a tunnel that outlived the proxy's grace period.
+func (t *tunnel) shutdown() {
+	t.setClose(inspect.ProxyShutdown)
+	t.abort()
+}
+
+// alive reports whether c can still be read: a peek that would block or
+// finds data means the peer did not reset it.
+func alive(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n > 0 || err == syscall.EAGAIN
+		return true
+	})
+	return ok
+}
+
+func (t *tunnel) snapshot() inspect.Event {
+	ev := t.o.Event
+	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
+	ev.DurationMS = float64(time.Since(ev.Time).Microseconds()) / 1000
+	r := t.tls.Result()
+	ev.SNI, ev.TLSVersion = r.SNI, r.Version
+	return ev
+}
+
+func (t *tunnel) finish(start time.Time) {
+	ev := &t.o.Event
+	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
+	t.closeMu.Lock()
+	ev.Close = t.close
+	t.closeMu.Unlock()
+	if ev.Close == "" {
+		ev.Close = inspect.ClientFIN
+	}
+	r := t.tls.Result()
+	t.o.TLS = &r
+	t.s.finish(t.o, start)
+}
