@@ -248,6 +248,17 @@ func (s *Server) newEvent(r *http.Request, start time.Time) inspect.Event {
 	}
 }
 
+// open announces a request: only what is known when a connection starts,
+// never an outcome, even when the proxy has already decided it.
+func (s *Server) open(ev *inspect.Event) {
+	o := inspect.Event{
+		ID: ev.ID, Time: ev.Time, Source: ev.Source, Sensor: ev.Sensor,
+		ClientIP: ev.ClientIP, ClientUser: ev.ClientUser, Method: ev.Method,
+		Host: ev.Host, Port: ev.Port, URL: ev.URL, Endpoint: ev.Endpoint,
+	}
+	s.deps.Recorder.Open(&o)
+}
+
 // finish classifies and hands over the event of a request.
 func (s *Server) finish(o *inspect.Observation, start time.Time) {
 	o.Event.DurationMS = float64(time.Since(start).Microseconds()) / 1000
@@ -287,7 +298,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ev.Endpoint = s.deps.Catalog.Classify(host)
 	}
-	s.deps.Recorder.Open(ev)
+	s.open(ev)
 
 	if ev.Outcome != "" {
 		ev.Status = http.StatusForbidden
@@ -513,6 +524,6 @@ func (s *Server) recordServerError(c *clientConn, head, body []byte) {
 		Status:   status,
 		Detail:   truncate(reason, 200),
 	}
-	s.deps.Recorder.Open(&ev)
+	s.open(&ev)
 	s.finish(&inspect.Observation{Event: ev}, start)
 }

@@ -1,0 +1,66 @@
+package tetrascope
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/tetrascope/tetrascope"
+
+// allowedProject lists, per package, the project packages it may import:
+// dependencies point inward, to inspect (DESIGN.md, STYLE.md habit 1).
+var allowedProject = map[string][]string{
+	"inspect":        {"inspect/tlsrec"},
+	"inspect/tlsrec": {},
+	"resolve":        {},
+	"store":          {"inspect"},
+	"pipeline":       {"inspect"},
+	"ui":             {"inspect"},
+	"proxy":          {"inspect", "inspect/tlsrec", "resolve"},
+	"cmd/tetrascope": nil, // cmd wires everything
+	"":               {},
+	"e2e":            nil,
+}
+
+// thirdParty pins each third-party library to the one package that may use
+// it (STYLE.md habit 2).
+var thirdParty = map[string]string{
+	"github.com/elazarl/goproxy":   "proxy",
+	"github.com/mattn/go-sqlite3":  "store",
+	"github.com/gorilla/websocket": "ui",
+	"github.com/spf13/viper":       "cmd/tetrascope",
+	"github.com/spf13/cobra":       "cmd/tetrascope",
+}
+
+func TestImportRules(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f",
+		`{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(strings.TrimPrefix(fields[0], module), "/")
+		allowed, known := allowedProject[pkg]
+		if !known {
+			t.Errorf("package %q has no import rule: add it to allowedProject", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if rest, ok := strings.CutPrefix(imp, module+"/"); ok {
+				if allowed != nil && !slices.Contains(allowed, rest) {
+					t.Errorf("%s imports %s: dependencies must point inward", fields[0], imp)
+				}
+				continue
+			}
+			for lib, owner := range thirdParty {
+				if (imp == lib || strings.HasPrefix(imp, lib+"/")) && pkg != owner &&
+					pkg != "e2e" {
+					t.Errorf("%s imports %s, which belongs to %s only", fields[0], imp, owner)
+				}
+			}
+		}
+	}
+}
