@@ -1,0 +1,208 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tetrascope/tetrascope/inspect"
+)
+
+// fakeStore is a hand-written Store: it keeps what it is given, can be made
+// to fail, and can be stalled until released.
+type fakeStore struct {
+	mu      sync.Mutex
+	events  []inspect.Event
+	batches int
+	fail    error
+	stall   chan struct{}
+}
+
+func (s *fakeStore) Append(_ context.Context, evs []inspect.Event) error {
+	if s.stall != nil {
+		<-s.stall
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.events = append(s.events, evs...)
+	s.batches++
+	return nil
+}
+
+func (s *fakeStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.events)
+}
+
+func (s *fakeStore) setFail(err error) {
+	s.mu.Lock()
+	s.fail = err
+	s.mu.Unlock()
+}
+
+func tetra(id int64) *inspect.Event {
+	return &inspect.Event{ID: id, Endpoint: inspect.EndpointTetra, Outcome: inspect.OK}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestStoresAndPublishes(t *testing.T) {
+	st := &fakeStore{}
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	p := New(Config{Queue: 100}, st, func(kind string, _ inspect.Event) {
+		mu.Lock()
+		kinds[kind]++
+		mu.Unlock()
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	for i := int64(1); i <= 50; i++ {
+		p.Open(tetra(i))
+		p.Done(tetra(i))
+	}
+	// Other traffic is published but not stored; denied always is.
+	p.Done(&inspect.Event{ID: 51, Endpoint: inspect.EndpointOther, Outcome: inspect.OK})
+	p.Done(&inspect.Event{ID: 52, Endpoint: inspect.EndpointOther, Outcome: inspect.Denied})
+
+	waitFor(t, "51 stored events", func() bool { return st.count() == 51 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := p.Stats()
+	if s.Stored != 51 || s.NotStored != 1 || s.Dropped != 0 || s.Queued != 52 {
+		t.Fatalf("stats %+v", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if kinds["open"] != 50 || kinds["event"] != 52 {
+		t.Fatalf("published %v", kinds)
+	}
+}
+
+func TestStalledStoreNeverBlocks(t *testing.T) {
+	st := &fakeStore{stall: make(chan struct{})}
+	p := New(Config{Queue: 10}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	// With the store stalled, at most the two queues and one batch fit;
+	// the rest must be dropped and counted, and Done must return at once.
+	finished := make(chan struct{})
+	go func() {
+		for i := int64(1); i <= 1000; i++ {
+			p.Done(tetra(i))
+		}
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done blocked on a stalled store")
+	}
+	waitFor(t, "drops", func() bool { return p.Stats().Dropped > 0 })
+
+	close(st.stall)
+	cancel()
+	<-done
+	s := p.Stats()
+	if got := s.Stored + s.Dropped; got != 1000 {
+		t.Fatalf("stored %d + dropped %d = %d, want 1000", s.Stored, s.Dropped, got)
+	}
+}
+
+func TestStoreFailureAndRecovery(t *testing.T) {
+	st := &fakeStore{}
+	st.setFail(errors.New("disk full"))
+	p := New(Config{Queue: 100}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	p.Done(tetra(1))
+	waitFor(t, "degraded", func() bool { return len(p.Degraded()) > 0 })
+	if d := p.Degraded(); d[0] != "store failing: disk full" {
+		t.Fatalf("degraded %q", d)
+	}
+	p.Done(tetra(2))
+
+	st.setFail(nil)
+	waitFor(t, "recovery", func() bool { return st.count() == 2 && len(p.Degraded()) == 0 })
+	cancel()
+	<-done
+	if s := p.Stats(); s.StoreErrors == 0 || s.Stored != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestShutdownFlushes(t *testing.T) {
+	st := &fakeStore{stall: make(chan struct{})}
+	p := New(Config{Queue: 1000}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	for i := int64(1); i <= 500; i++ {
+		p.Done(tetra(i))
+	}
+	cancel()
+	close(st.stall)
+	<-done
+	if n := st.count(); n != 500 {
+		t.Fatalf("stored %d of 500 at shutdown", n)
+	}
+}
+
+func TestShutdownWithFailingStoreCountsLoss(t *testing.T) {
+	st := &fakeStore{}
+	st.setFail(errors.New("database is locked"))
+	p := New(Config{Queue: 100}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	for i := int64(1); i <= 20; i++ {
+		p.Done(tetra(i))
+	}
+	waitFor(t, "a failed append", func() bool { return p.Stats().StoreErrors > 0 })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown hung on a failing store")
+	}
+	if s := p.Stats(); s.StoreLost+s.Stored+s.Dropped != 20 || s.StoreLost == 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func BenchmarkDone(b *testing.B) {
+	p := New(Config{Queue: 1 << 16}, &fakeStore{}, func(string, inspect.Event) {}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	ev := tetra(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Done(ev)
+	}
+	cancel()
+	<-done
+}
