@@ -60,6 +60,13 @@ func classifyTunnel(ev *Event, r *tlsrec.Result) (Outcome, string) {
 			return OK, "tunnel carried no TLS; closed cleanly (" + string(ev.Close) + ")"
 		}
 		return DownloadAborted, "tunnel carried no TLS; " + endedBy(ev)
+	case r.Capped && !r.Complete:
+		// TODO: a handshake larger than the sniffer's caps is not followed
+		// to its end, so such tunnels are judged by how they closed only.
+		if clean {
+			return OK, "handshake too large to follow; closed cleanly (" + string(ev.Close) + ")"
+		}
+		return DownloadAborted, "handshake too large to follow; " + endedBy(ev)
 	case r.Complete && clean:
 		return OK, ""
 	case r.Complete:

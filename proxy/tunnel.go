@@ -128,12 +128,13 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 	}
 	sniffing := true
 	if len(early) > 0 {
+		// Feed before forwarding, so the answer cannot be fed first.
+		sniffing = !t.tls.Feed(dir, early)
 		if _, err := dst.Write(early); err != nil {
 			t.fail(dir, false)
 			return
 		}
 		count.Add(int64(len(early)))
-		sniffing = !t.tls.Feed(dir, early)
 	}
 
 	var bp *[]byte
@@ -155,12 +156,13 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			m, err = src.Read(*bp)
 			n = int64(m)
 			if m > 0 {
+				done := t.tls.Feed(dir, (*bp)[:m])
 				if _, werr := dst.Write((*bp)[:m]); werr != nil {
 					count.Add(n)
 					t.fail(dir, false)
 					return
 				}
-				if t.tls.Feed(dir, (*bp)[:m]) {
+				if done {
 					sniffing = false
 					sniffPool.Put(bp)
 					bp = nil
