@@ -1,0 +1,134 @@
+package ui
+
+import (
+	"context"
+	"html"
+	"io"
+	"net/http"
+	"os/exec"
+	"path"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// assetRef finds the page's links to its scripts and styles.
+var assetRef = regexp.MustCompile(`(?:src|href)="(static/[^"]+)"`)
+
+func TestPage(t *testing.T) {
+	const token = "t&k<n"
+	ts := start(t, New(Config{Sensor: "branch <1>", Token: token}, Deps{}))
+
+	resp, err := ts.Client().Get(ts.URL + "/?token=" + "t%26k%3Cn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(body)
+
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("Content-Security-Policy %q does not confine scripts", csp)
+	}
+	if strings.Contains(page, "<1>") || !strings.Contains(page, "branch &lt;1&gt;") {
+		t.Error("the sensor name is not escaped")
+	}
+	for _, col := range []string{
+		"time", "client", "user", "method", "host:port", "endpoint", "outcome", "status",
+		"up / down", "duration", "lasterror", "detail",
+	} {
+		if !strings.Contains(page, "<th>"+col+"</th>") {
+			t.Errorf("the event table lacks the %q column", col)
+		}
+	}
+	for _, id := range []string{`id="conn"`, `id="stats"`, `id="clients"`, `id="filters"`} {
+		if !strings.Contains(page, id) {
+			t.Errorf("the page lacks %s", id)
+		}
+	}
+
+	// Every asset the page links loads with the token the page was opened
+	// with.
+	refs := assetRef.FindAllStringSubmatch(page, -1)
+	if len(refs) != 3 {
+		t.Fatalf("asset links %v; want style.css, model.js, app.js", refs)
+	}
+	wantType := map[string]string{".js": "text/javascript", ".css": "text/css"}
+	for _, ref := range refs {
+		link := html.UnescapeString(ref[1])
+		resp, err := ts.Client().Get(ts.URL + "/" + link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		file, _, _ := strings.Cut(link, "?")
+		ext := path.Ext(file)
+		if resp.StatusCode != 200 ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), wantType[ext]) {
+			t.Errorf("GET %s: %d %s", link, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+}
+
+func TestPageWithoutToken(t *testing.T) {
+	ts := start(t, New(Config{}, Deps{}))
+	status, body := get(t, ts, "/", nil)
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	for _, ref := range assetRef.FindAllStringSubmatch(string(body), -1) {
+		if strings.Contains(ref[1], "token") {
+			t.Errorf("link %s carries a token none was given", ref[1])
+		}
+	}
+}
+
+// TestPageScriptsUseNoHTML guards the rule that event data enters the page
+// only as text.
+func TestPageScriptsUseNoHTML(t *testing.T) {
+	for _, name := range []string{"static/app.js", "static/model.js"} {
+		src, err := staticFiles.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{
+			"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+			"new Function", "http://", "https://",
+		} {
+			if strings.Contains(string(src), bad) {
+				t.Errorf("%s uses %s", name, bad)
+			}
+		}
+	}
+}
+
+// TestPageModel runs the page's script tests under Node, when Node is
+// there: the model's, and app.js against a minimal document.
+func TestPageModel(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed: the page model's tests need it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, args := range [][]string{
+		{"--check", "static/app.js"},
+		{"--test", "testdata/model_test.js", "testdata/app_test.js"},
+	} {
+		cmd := exec.CommandContext(ctx, node, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("node %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package ui
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tetrascope/tetrascope/inspect"
+)
+
+// Sizes and waits of a stream connection that tests do not change.
+const (
+	// readLimit bounds what a viewer may send: the stream takes no
+	// messages, only control frames.
+	readLimit = 512
+	// closeWait bounds writing the close frame and waiting for the
+	// client's answer to it.
+	closeWait = time.Second
+)
+
+var (
+	// errStopped ends a replay whose viewer was stopped meanwhile.
+	errStopped = errors.New("viewer stopped")
+	// errReplay is the store failing to answer a replay.
+	errReplay = errors.New("querying events to replay")
+)
+
+// serveStream upgrades to a websocket and sends, in order: the replay from
+// the store (backfill=N or after=ID), the tunnels open now as open
+// messages, a first stats message, then live messages until the viewer
+// leaves, falls behind or the server shuts down.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	sq, err := parseStreamQuery(r.URL.Query(), time.Now())
+	if err != nil {
+		writeParamError(w, err)
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has answered the client already.
+		s.log.Debug("websocket upgrade refused", keyRemoteAddr, r.RemoteAddr, keyErr, err)
+		return
+	}
+	defer conn.Close()
+
+	// Join the live fan-out before reading the store, so that nothing
+	// that ends during the replay is missed; what the replay sends is
+	// then skipped in the live queue.
+	v := s.addViewer(sq.liveFilter())
+	if v == nil {
+		closeConn(conn, websocket.CloseGoingAway, reasonShutdown, nil)
+		return
+	}
+	log := s.log.With(keyRemoteAddr, r.RemoteAddr)
+	log.Debug("viewer joined", keyViewers, s.Viewers())
+
+	readDone := make(chan struct{})
+	go s.readLoop(conn, v, readDone)
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-v.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	replayed, err := s.catchUp(ctx, conn, v, sq)
+	if err == nil {
+		err = s.writeLoop(conn, v, replayed)
+	}
+	s.removeViewer(v)
+
+	// A viewer stopped by the server hears why; one that failed or left
+	// is just closed.
+	switch {
+	case errors.Is(err, errReplay):
+		log.Error("stream replay failed", keyErr, err)
+		closeConn(conn, websocket.CloseInternalServerErr, "querying the event store failed",
+			readDone)
+	case v.code == websocket.CloseTryAgainLater:
+		log.Warn("viewer dropped", keyReason, v.reason, keyViewers, s.Viewers())
+	case v.code != 0:
+		log.Debug("viewer closed", keyReason, v.reason)
+	case err != nil && !errors.Is(err, errStopped):
+		log.Debug("viewer failed", keyErr, err)
+	default:
+		log.Debug("viewer left", keyViewers, s.Viewers())
+	}
+	if v.code != 0 {
+		closeConn(conn, v.code, v.reason, readDone)
+	}
+}
+
+// catchUp sends what a viewer asked to see before the live messages, and
+// returns the ids of the stored events it sent.
+func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
+	sq streamQuery) (map[int64]bool, error) {
+	replayed := make(map[int64]bool)
+
+	// The store answers newest first; the viewer gets them oldest first.
+	if f, ok := sq.replayFilter(); ok && s.deps.Events != nil {
+		events, err := s.deps.Events.Events(ctx, f)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, errStopped
+			}
+			return nil, fmt.Errorf("%w: %w", errReplay, err)
+		}
+		if len(events) > f.Limit {
+			events = events[:f.Limit]
+		}
+		for i := len(events) - 1; i >= 0; i-- {
+			if err := s.writeEvent(conn, v, KindEvent, events[i]); err != nil {
+				return nil, err
+			}
+			replayed[events[i].ID] = true
+		}
+	}
+
+	// Tunnels that opened before this viewer came are shown as open too,
+	// unless the replay already holds their end.
+	if s.deps.Active != nil {
+		active := slices.Clone(s.deps.Active())
+		slices.SortFunc(active, func(a, b inspect.Event) int {
+			return cmp.Compare(a.ID, b.ID)
+		})
+		for _, ev := range active {
+			if replayed[ev.ID] || !v.filter.Match(&ev) {
+				continue
+			}
+			if err := s.writeEvent(conn, v, KindOpen, ev); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	// The first stats message tells the page that the catch-up is over.
+	if err := s.write(conn, s.statsMessage()); err != nil {
+		return nil, err
+	}
+	return replayed, nil
+}
+
+// writeLoop sends live messages, stats and pings until the viewer is
+// stopped or a write fails.
+func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, replayed map[int64]bool) error {
+	ping := time.NewTicker(s.pingPeriod)
+	defer ping.Stop()
+	stats := time.NewTicker(s.statsPeriod)
+	defer stats.Stop()
+
+	for {
+		// A stopped viewer gets no more messages, even when some are
+		// queued.
+		select {
+		case <-v.done:
+			return nil
+		default:
+		}
+
+		select {
+		case <-v.done:
+			return nil
+		case m := <-v.send:
+			if replayed[m.id] {
+				continue
+			}
+			if err := s.write(conn, m.data); err != nil {
+				return err
+			}
+		case <-stats.C:
+			if err := s.write(conn, s.statsMessage()); err != nil {
+				return err
+			}
+		case <-ping.C:
+			deadline := time.Now().Add(s.writeWait)
+			if err := conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+				return fmt.Errorf("sending ping: %w", err)
+			}
+		}
+	}
+}
+
+// readLoop reads what the client sends, which is only control frames that
+// matter (pong, close), and stops the viewer when the client leaves or no
+// pong comes in time.
+func (s *Server) readLoop(conn *websocket.Conn, v *viewer, done chan<- struct{}) {
+	defer close(done)
+	conn.SetReadLimit(readLimit)
+	_ = conn.SetReadDeadline(time.Now().Add(s.pongWait))
+	conn.SetPongHandler(func(string) error {
+		return conn.SetReadDeadline(time.Now().Add(s.pongWait))
+	})
+	for {
+		if _, _, err := conn.NextReader(); err != nil {
+			s.stopViewer(v, 0, "")
+			return
+		}
+	}
+}
+
+// writeEvent sends one event message, unless the viewer has been stopped.
+func (s *Server) writeEvent(conn *websocket.Conn, v *viewer, kind string,
+	ev inspect.Event) error {
+	select {
+	case <-v.done:
+		return errStopped
+	default:
+	}
+	ev.Time = ev.Time.UTC()
+	data, err := json.Marshal(streamMessage{Type: kind, Event: &ev})
+	if err != nil {
+		return fmt.Errorf("encoding event %d: %w", ev.ID, err)
+	}
+	return s.write(conn, data)
+}
+
+// write sends one text message within the write wait.
+func (s *Server) write(conn *websocket.Conn, data []byte) error {
+	if err := conn.SetWriteDeadline(time.Now().Add(s.writeWait)); err != nil {
+		return fmt.Errorf("setting write deadline: %w", err)
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, data); err != nil {
+		return fmt.Errorf("writing message: %w", err)
+	}
+	return nil
+}
+
+// statsMessage encodes the counters of a stats message: those of
+// Deps.Stats, plus viewers, viewers_dropped and sensor.
+func (s *Server) statsMessage() []byte {
+	stats := make(map[string]any)
+	if s.deps.Stats != nil {
+		for k, v := range s.deps.Stats() {
+			stats[k] = v
+		}
+	}
+	stats["viewers"] = s.Viewers()
+	stats["viewers_dropped"] = s.slow.Load()
+	if s.cfg.Sensor != "" {
+		stats["sensor"] = s.cfg.Sensor
+	}
+	data, err := json.Marshal(streamMessage{Type: KindStats, Stats: stats})
+	if err != nil {
+		// A counter of Deps.Stats that JSON cannot encode: keep ours.
+		s.log.Error("encoding stats message", keyErr, err)
+		data, _ = json.Marshal(streamMessage{Type: KindStats, Stats: map[string]any{
+			"viewers":         s.Viewers(),
+			"viewers_dropped": s.slow.Load(),
+		}})
+	}
+	return data
+}
+
+// closeConn sends a close frame with a code and reason and, when readDone
+// is given, waits a moment for the client's answer, so that the connection
+// is not reset under data the client has not read yet.
+func closeConn(conn *websocket.Conn, code int, reason string, readDone <-chan struct{}) {
+	msg := websocket.FormatCloseMessage(code, reason)
+	deadline := time.Now().Add(closeWait)
+	if err := conn.WriteControl(websocket.CloseMessage, msg, deadline); err != nil {
+		return
+	}
+	if readDone == nil {
+		return
+	}
+	select {
+	case <-readDone:
+	case <-time.After(closeWait):
+	}
+}
+
+// sameOrigin accepts a websocket request without an Origin header (not a
+// browser) or whose Origin names the host the request was sent to, so that
+// no other site's page can read the stream with the admin's browser.
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
