@@ -95,8 +95,9 @@
     td[8].title = (ev.bytes_up || 0) + ' B up, ' + (ev.bytes_down || 0) + ' B down';
     td[9].textContent = row.state === 'done' ? M.humanDuration(ev.duration_ms) : '';
     const le = M.lasterrorText(ev.lasterror);
-    td[10].textContent = le.text;
-    td[10].title = le.meaning;
+    // The unsigned form is what local.xml shows; the rest is on hover.
+    td[10].textContent = ev.lasterror ? String(ev.lasterror) : '';
+    td[10].title = le.text + (le.meaning ? ': ' + le.meaning : '');
     const detail = [ev.detail, ev.diagnosis && 'diagnosis: ' + ev.diagnosis]
       .filter(Boolean).join(' \u00b7 ');
     td[11].textContent = detail;
