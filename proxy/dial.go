@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/tetrascope/tetrascope/inspect"
@@ -103,19 +100,4 @@ func unwrapSyscall(err error) error {
 		return se.Err
 	}
 	return err
-}
-
-// basicUser returns the user name of Basic credentials, never the
-// password; other schemes give nothing here.
-func basicUser(h string) string {
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return ""
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return ""
-	}
-	user, _, _ := strings.Cut(string(raw), ":")
-	return strconv.Quote(user)[1 : len(strconv.Quote(user))-1]
 }

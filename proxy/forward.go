@@ -58,9 +58,15 @@ type httpObsKey struct{}
 
 // httpObs collects what the transport saw of one plain-HTTP request.
 type httpObs struct {
-	o       *inspect.Observation
-	bodyErr atomic.Value // string
-	err     error        // why the origin never answered
+	o          *inspect.Observation
+	bodyErr    atomic.Value // string
+	err        error        // why the origin never answered
+	cc         *clientConn  // the client's connection, for pinning; may be nil
+	upstream   bool         // sent through the upstream proxy
+	clientAuth string       // the client's Proxy-Authorization, before goproxy strips it
+	sentAuth   string       // what we sent upstream
+	outcome    inspect.Outcome
+	detail     string
 }
 
 // dialHTTP dials an origin for the transport, with the typed errors of dial.
@@ -76,11 +82,25 @@ func (s *Server) dialHTTP(ctx context.Context, network, addr string) (net.Conn, 
 // roundTrip sends the request and notes the origin's answer.
 func (s *Server) roundTrip(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
 	st, _ := r.Context().Value(httpObsKey{}).(*httpObs)
-	resp, err := s.gp.Tr.RoundTrip(r)
-	if err != nil || st == nil {
+	if st == nil {
+		return nil, errors.New("request without observation")
+	}
+	var resp *http.Response
+	var err error
+	if st.upstream {
+		resp, err = s.upstreamRoundTrip(r, st)
+	} else {
+		resp, err = s.gp.Tr.RoundTrip(r)
+	}
+	if err != nil {
 		return resp, err
 	}
 	st.o.Event.UpstreamStatus = resp.StatusCode
+	if st.upstream && (resp.StatusCode == http.StatusProxyAuthRequired ||
+		resp.Header.Get("X-Squid-Error") != "") {
+		passed := st.clientAuth != "" && st.sentAuth == st.clientAuth
+		st.outcome, st.detail = upstreamVerdict(resp, st.sentAuth, passed)
+	}
 	st.o.ContentLength = resp.ContentLength
 	if resp.Body != nil && resp.Body != http.NoBody {
 		resp.Body = &watchedBody{ReadCloser: resp.Body, st: st}
@@ -127,8 +147,10 @@ func errorResponse(r *http.Request, err error) *http.Response {
 
 // forward relays a plain-HTTP request through goproxy and completes the
 // observation.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Observation) {
-	st := &httpObs{o: o}
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
+	clientAuth string) {
+	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	st := &httpObs{o: o, cc: cc, upstream: s.viaUpstream(o.Event.Host), clientAuth: clientAuth}
 	var reqBody *countingReader
 	if r.Body != nil && r.Body != http.NoBody {
 		reqBody = &countingReader{ReadCloser: r.Body}
@@ -151,10 +173,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 		o.BodyErr = "client went away: " + cw.err.Error()
 		ev.Close = inspect.ClientRST
 	}
-	if ev.UpstreamStatus == 0 {
+	switch {
+	case ev.UpstreamStatus == 0:
 		// The origin never answered: the transport failed.
 		o.ContentLength = -1
 		ev.Outcome, ev.Detail = transportFailure(st.err)
+	case st.outcome != "":
+		ev.Outcome, ev.Detail = st.outcome, st.detail
 	}
 }
 

@@ -42,7 +42,10 @@ type Config struct {
 	ShutdownGrace     time.Duration
 	MaxHeaderBytes    int
 	MaxConnections    int
-	FirstID           int64 // ids continue after this one
+	FirstID           int64    // ids continue after this one
+	Upstream          Upstream // the proxy to chain to; zero: direct
+	Htpasswd          string   // clients must authenticate against it; empty: no
+	Realm             string   // realm of our Basic challenge
 }
 
 // Recorder receives the events of the proxy. Its methods must not block.
@@ -67,6 +70,7 @@ type Server struct {
 	log   *slog.Logger
 	gp    *goproxy.ProxyHttpServer
 	ports map[int]bool
+	auth  *htpasswd // nil: no client authentication
 
 	nextID  atomic.Int64
 	conns   atomic.Int64 // client connections open now
@@ -111,6 +115,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.nextID.Store(cfg.FirstID)
 	s.gp = s.newGoproxy()
+	if cfg.Htpasswd != "" {
+		a, err := newHtpasswd(cfg.Htpasswd)
+		if err != nil {
+			return nil, err
+		}
+		s.auth = a
+	}
+	if s.cfg.Realm == "" {
+		s.cfg.Realm = "tetrascope"
+	}
 	return s, nil
 }
 
@@ -243,7 +257,7 @@ func (s *Server) newEvent(r *http.Request, start time.Time) inspect.Event {
 		Source:     inspect.SourceProxy,
 		Sensor:     s.cfg.Sensor,
 		ClientIP:   remoteIP(r.RemoteAddr),
-		ClientUser: basicUser(r.Header.Get("Proxy-Authorization")),
+		ClientUser: credentialUser(r.Header.Get("Proxy-Authorization")),
 		Method:     r.Method,
 	}
 }
@@ -311,11 +325,47 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if r.Method == http.MethodConnect {
-		s.connect(w, r, o, start)
-		return
+	// Our own authentication, when configured, comes before anything
+	// leaves the proxy; the credentials are for us and go no further.
+	clientAuth := r.Header.Get("Proxy-Authorization")
+	if s.auth != nil {
+		verdict, user, why := s.auth.check(clientAuth)
+		if user != "" {
+			ev.ClientUser = user
+		}
+		if verdict != authOK {
+			s.challenge(w, o, start, verdict, why)
+			return
+		}
+		clientAuth = ""
+		r.Header.Del("Proxy-Authorization")
 	}
-	s.forward(w, r, o)
+
+	switch {
+	case r.Method == http.MethodConnect && s.viaUpstream(host):
+		s.connectUpstream(w, r, o, start, clientAuth)
+	case r.Method == http.MethodConnect:
+		s.connect(w, r, o, start)
+	default:
+		s.forward(w, r, o, clientAuth)
+		s.finish(o, start)
+	}
+}
+
+// challenge answers 407 to a client without valid credentials for this
+// proxy. The connection stays open for the next attempt.
+func (s *Server) challenge(w http.ResponseWriter, o *inspect.Observation, start time.Time,
+	verdict authResult, why string) {
+	ev := &o.Event
+	ev.Status = http.StatusProxyAuthRequired
+	if verdict == authMissing {
+		ev.Outcome, ev.Detail = inspect.AuthRequired, "challenge: "+why
+	} else {
+		ev.Outcome = inspect.AuthFailed
+		ev.Detail = "credentials rejected by this proxy: " + why
+	}
+	w.Header().Set("Proxy-Authenticate", fmt.Sprintf("Basic realm=%q", s.cfg.Realm))
+	http.Error(w, "proxy authentication required", http.StatusProxyAuthRequired)
 	s.finish(o, start)
 }
 
@@ -451,6 +501,9 @@ type clientConn struct {
 	closed   atomic.Bool
 	recorded bool
 
+	pinMu  sync.Mutex
+	pinned *upstreamConn
+
 	// head keeps the first bytes of the request being read, to name what
 	// was wrong with a request net/http refuses on its own.
 	head  [120]byte
@@ -473,15 +526,54 @@ func (c *clientConn) requestLine() string {
 }
 
 func (c *clientConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.s.conns.Add(-1)
-	}
+	c.done()
 	return c.TCPConn.Close()
 }
 
-// release hands the connection over to a tunnel: the tunnel closes the
-// TCPConn itself, and the count of open connections is kept by it.
-func (c *clientConn) release() *net.TCPConn { return c.TCPConn }
+// done forgets the connection: it is closed, or became a tunnel.
+func (c *clientConn) done() {
+	if c.closed.CompareAndSwap(false, true) {
+		c.s.conns.Add(-1)
+		if u := c.takePinned(); u != nil {
+			u.close()
+		}
+	}
+}
+
+// release hands the connection over to a tunnel, which closes the TCPConn
+// itself. It still counts as open until the tunnel ends.
+func (c *clientConn) release() *net.TCPConn {
+	if u := c.takePinned(); u != nil {
+		u.close()
+	}
+	return c.TCPConn
+}
+
+// pin keeps an upstream connection for the next request of this client
+// connection.
+func (c *clientConn) pin(u *upstreamConn) {
+	c.pinMu.Lock()
+	old := c.pinned
+	c.pinned = u
+	c.pinMu.Unlock()
+	if old != nil && old != u {
+		old.close()
+	}
+	if c.closed.Load() {
+		if u := c.takePinned(); u != nil {
+			u.close()
+		}
+	}
+}
+
+// takePinned returns the pinned upstream connection, if any, and unpins it.
+func (c *clientConn) takePinned() *upstreamConn {
+	c.pinMu.Lock()
+	defer c.pinMu.Unlock()
+	u := c.pinned
+	c.pinned = nil
+	return u
+}
 
 // Write spots the answers net/http sends without calling the handler: they
 // carry no Date header, which every answer written through a handler has.

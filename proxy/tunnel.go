@@ -28,20 +28,23 @@ const (
 
 var sniffPool = sync.Pool{New: func() any { b := make([]byte, sniffBuf); return &b }}
 
-// connect serves a CONNECT: dial, answer, relay and watch the handshake.
+// connect serves a CONNECT directly: dial, answer, relay.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
 	start time.Time) {
-	ev := &o.Event
-	server, err := s.dial(r.Context(), ev.Host, ev.Port)
+	server, err := s.dial(r.Context(), o.Event.Host, o.Event.Port)
 	if err != nil {
-		de := err.(*dialError)
-		ev.Outcome, ev.Status, ev.Detail = de.outcome, de.status, de.detail
-		w.Header().Set("Connection", "close")
-		http.Error(w, de.detail, de.status)
-		s.finish(o, start)
+		s.refuse(w, o, start, err.(*dialError))
 		return
 	}
+	s.tunnel(w, r, o, start, server, nil)
+}
 
+// tunnel takes the client connection over, answers 200 and relays between
+// it and server, watching the handshake. early are bytes the server side
+// already sent.
+func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
+	start time.Time, server *net.TCPConn, early []byte) {
+	ev := &o.Event
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		_ = server.Close()
@@ -68,8 +71,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 	s.tunnels.Store(ev.ID, t)
 	defer func() {
 		s.tunnels.Delete(ev.ID)
-		cc.closed.Store(true)
-		s.conns.Add(-1)
+		cc.done()
 		s.wg.Done()
 	}()
 
@@ -83,11 +85,11 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 
 	// Bytes the client sent right behind the CONNECT (often the
 	// ClientHello) sit in the server's read buffer: relay them first.
-	var early []byte
+	var fromClient []byte
 	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ = rw.Reader.Peek(n)
+		fromClient, _ = rw.Reader.Peek(n)
 	}
-	t.run(early)
+	t.run(fromClient, early)
 	t.finish(start)
 }
 
@@ -105,15 +107,16 @@ type tunnel struct {
 	stopping atomic.Bool
 }
 
-// run relays both directions until both have ended.
-func (t *tunnel) run(early []byte) {
+// run relays both directions until both have ended. fromClient and
+// fromServer are bytes already read from each side.
+func (t *tunnel) run(fromClient, fromServer []byte) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t.pump(t.server, t.client, tlsrec.ServerToClient, nil)
+		t.pump(t.server, t.client, tlsrec.ServerToClient, fromServer)
 	}()
-	t.pump(t.client, t.server, tlsrec.ClientToServer, early)
+	t.pump(t.client, t.server, tlsrec.ClientToServer, fromClient)
 	wg.Wait()
 	_ = t.client.Close()
 	_ = t.server.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tetrascope/tetrascope"
 	"github.com/tetrascope/tetrascope/inspect"
+	"github.com/tetrascope/tetrascope/proxy"
 	"github.com/tetrascope/tetrascope/resolve"
 )
 
@@ -220,8 +221,27 @@ func (c *Config) Validate() error {
 	}
 	if c.Upstream.URL != "" {
 		u, err := url.Parse(c.Upstream.URL)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			bad("upstream.url", "%q: want http://host:port", c.Upstream.URL)
+		if err != nil || u.Scheme != "http" || u.Hostname() == "" {
+			bad("upstream.url", "%q: want http://host:port", redactedURL(c.Upstream.URL))
+		}
+	}
+	if c.Upstream.Password != "" && c.Upstream.PasswordFile != "" {
+		bad("upstream.password_file", "set either upstream.password or upstream.password_file")
+	}
+	if c.Upstream.PassClientCredentials && c.Upstream.Username != "" {
+		bad("upstream.pass_client_credentials",
+			"cannot pass the clients' credentials and send upstream.username's too")
+	}
+	if c.Upstream.PassClientCredentials && c.Auth.Htpasswd != "" {
+		bad("upstream.pass_client_credentials",
+			"clients authenticate to this proxy (auth.htpasswd): their credentials are ours")
+	}
+	if _, err := inspect.NewPatterns(c.Upstream.Direct); err != nil {
+		bad("upstream.direct", "%v", err)
+	}
+	if c.Auth.Htpasswd != "" {
+		if _, err := os.Stat(c.Auth.Htpasswd); err != nil {
+			bad("auth.htpasswd", "%v", err)
 		}
 	}
 	if _, err := c.clientPrefixes(); err != nil {
@@ -323,4 +343,43 @@ func (c *Config) overrides() (map[string][]netip.Addr, error) {
 
 func (c *Config) catalog() (*inspect.Catalog, error) {
 	return inspect.NewCatalog(c.Endpoints.Tetra, c.Endpoints.Revocation, c.Endpoints.AMP)
+}
+
+// upstream builds the proxy's upstream settings; credentials may come from
+// the URL, the keys, or a password file.
+func (c *Config) upstream() (proxy.Upstream, error) {
+	var up proxy.Upstream
+	if c.Upstream.URL == "" {
+		return up, nil
+	}
+	u, err := url.Parse(c.Upstream.URL)
+	if err != nil {
+		return up, badConfig("upstream.url: %v", err)
+	}
+	up.Username, up.Password = c.Upstream.Username, c.Upstream.Password
+	if u.User != nil && up.Username == "" {
+		up.Username = u.User.Username()
+		up.Password, _ = u.User.Password()
+	}
+	u.User = nil
+	up.URL = u
+	if c.Upstream.PasswordFile != "" {
+		data, err := os.ReadFile(c.Upstream.PasswordFile)
+		if err != nil {
+			return up, badConfig("upstream.password_file: %v", err)
+		}
+		up.Password = strings.TrimRight(string(data), "\r\n")
+	}
+	up.PassClientCredentials = c.Upstream.PassClientCredentials
+	up.Direct, _ = inspect.NewPatterns(c.Upstream.Direct)
+	return up, nil
+}
+
+// redactedURL hides the password of a URL for logs and messages.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -70,6 +70,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return badConfig("dns.servers: %v", err)
 	}
+	up, err := cfg.upstream()
+	if err != nil {
+		return err
+	}
 	warnRisky(cfg, log)
 
 	st, err := store.Open(cfg.DB)
@@ -113,6 +117,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		MaxConnections:    cfg.Limits.MaxConnections,
 		FirstID:           lastID,
+		Upstream:          up,
+		Htpasswd:          cfg.Auth.Htpasswd,
+		Realm:             cfg.Auth.Realm,
 	}, proxy.Deps{Resolver: res, Catalog: catalog, Recorder: pl, Logger: log.With("component", "proxy")})
 	if err != nil {
 		return err
@@ -120,7 +127,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	log.Info("tetrascope starting", "version", version, "sensor", cfg.Sensor,
 		"listen", cfg.Listen, "ui", cfg.UI.Listen, "db", cfg.DB,
 		"allow_ports", cfg.Allow.ConnectPorts, "dns_servers", cfg.DNS.Servers,
-		"resolve_overrides", len(static))
+		"resolve_overrides", len(static), "upstream", redactedURL(cfg.Upstream.URL),
+		"client_auth", cfg.Auth.Htpasswd != "")
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
 	uiCtx, stopUI := context.WithCancel(context.Background())
