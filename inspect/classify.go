@@ -35,6 +35,7 @@ func Classify(o *Observation) Event {
 		ev.SNI = o.TLS.SNI
 		ev.TLSVersion = o.TLS.Version
 		ev.TLSAlert = o.TLS.Alert
+		ev.TLSIssuer = o.TLS.LeafIssuer
 	}
 	if ev.Outcome == "" {
 		if ev.Method == http.MethodConnect {

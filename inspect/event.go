@@ -129,6 +129,7 @@ type Event struct {
 	Close          Close     `json:"close"`
 	TLSVersion     string    `json:"tls_version"`
 	TLSAlert       string    `json:"tls_alert"`
+	TLSIssuer      string    `json:"tls_issuer"`
 	Detail         string    `json:"detail"`
 	Diagnosis      string    `json:"diagnosis"`
 	LastError      uint32    `json:"lasterror"`
