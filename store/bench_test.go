@@ -84,7 +84,11 @@ func BenchmarkEventsQuery(b *testing.B) {
 		{"user", inspect.Filter{User: "USER7"}},
 		{"since_15m", inspect.Filter{Since: last.Add(-15 * time.Minute)}},
 		{"since_empty_window", inspect.Filter{Since: last.Add(time.Minute)}},
+		// Events are 10ms apart per sensor: 2000 events in 10s, 12000 in 60s.
 		{"window_small_old", inspect.Filter{
+			Since: base.Add(time.Minute), Until: base.Add(time.Minute + 10*time.Second),
+		}},
+		{"window_large_old", inspect.Filter{
 			Since: base.Add(time.Minute), Until: base.Add(2 * time.Minute),
 		}},
 		{"text", inspect.Filter{Text: "defs-2"}},

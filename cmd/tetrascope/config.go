@@ -164,14 +164,30 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 			return nil, badConfig("--config %s: not valid YAML: %v", f.Value.String(), err)
 		}
 	}
+	var lists []string
+	for _, key := range v.AllKeys() {
+		if _, ok := v.Get(key).([]any); ok {
+			lists = append(lists, key)
+		}
+	}
 	v.SetEnvPrefix("TETRASCOPE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	flagged := map[string]bool{}
 	for name, key := range flagKeys {
 		if f := fs.Lookup(name); f != nil {
 			if err := v.BindPFlag(key, f); err != nil {
 				return nil, fmt.Errorf("binding --%s: %w", name, err)
 			}
+			flagged[key] = f.Changed
+		}
+	}
+	// A list key's environment variable is a comma-separated list; a flag
+	// still wins over it.
+	for _, key := range lists {
+		env := "TETRASCOPE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		if val, set := os.LookupEnv(env); set && !flagged[key] {
+			v.Set(key, splitList(val))
 		}
 	}
 
@@ -195,10 +211,28 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 // cleanDecodeError keeps mapstructure's message but drops its preamble.
 func cleanDecodeError(err error) string {
 	s := err.Error()
-	if i := strings.Index(s, "error(s) decoding:"); i >= 0 {
-		s = strings.TrimSpace(s[i+len("error(s) decoding:"):])
+	if i := strings.Index(s, "error(s)"); i >= 0 {
+		if j := strings.Index(s[i:], ":"); j >= 0 {
+			s = s[i+j+1:]
+		}
 	}
-	return strings.ReplaceAll(s, "\n", "; ")
+	var parts []string
+	for _, line := range strings.Split(s, "\n") {
+		if line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*")); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Validate checks every value and names the key of the first bad one.

@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -17,19 +18,21 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes one command line and returns the exit status: 0 ok, 1 a
 // runtime failure, 2 bad usage or configuration.
-func run(args []string) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "tetrascope:", err)
+	fmt.Fprintln(stderr, "tetrascope:", err)
 	var ce *configError
 	if errors.As(err, &ce) || isUsage(err) {
 		return 2
