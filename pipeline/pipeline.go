@@ -44,6 +44,10 @@ type Config struct {
 	Queue       int  // bound of each queue; 0 means 65536
 	RecordOther bool // store events of endpoint "other" too
 	Batch       int  // most events in one store transaction; 0 means 4096
+	// Check says why the store cannot take an event (nil: it can). Such
+	// events are published but not stored, and counted as invalid, so one
+	// bad event cannot fail a whole batch. Nil accepts every event.
+	Check func(*inspect.Event) error
 }
 
 // Stats are the pipeline's counters since start.
@@ -54,6 +58,7 @@ type Stats struct {
 	NotStored    uint64 `json:"not_stored"`   // other traffic, counted only
 	StoreErrors  uint64 `json:"store_errors"` // failed store transactions
 	StoreLost    uint64 `json:"store_lost"`   // given up at shutdown with the store failing
+	Invalid      uint64 `json:"invalid"`      // refused by Config.Check
 	LastStoreErr string `json:"last_store_error,omitempty"`
 }
 
@@ -73,8 +78,8 @@ type Pipeline struct {
 	in      chan msg
 	toStore chan inspect.Event
 
-	queued, dropped, stored, notStored, storeErrors, storeLost atomic.Uint64
-	closing                                                    atomic.Bool
+	queued, dropped, stored, notStored, storeErrors, storeLost, invalid atomic.Uint64
+	closing                                                             atomic.Bool
 
 	mu          sync.Mutex
 	lastErr     string
@@ -146,6 +151,7 @@ func (p *Pipeline) Stats() Stats {
 		NotStored:    p.notStored.Load(),
 		StoreErrors:  p.storeErrors.Load(),
 		StoreLost:    p.storeLost.Load(),
+		Invalid:      p.invalid.Load(),
 		LastStoreErr: last,
 	}
 }
@@ -201,6 +207,13 @@ func (p *Pipeline) dispatch(m msg) {
 	if !m.ev.Stored(p.cfg.RecordOther) {
 		p.notStored.Add(1)
 		return
+	}
+	if p.cfg.Check != nil {
+		if err := p.cfg.Check(&m.ev); err != nil {
+			p.invalid.Add(1)
+			p.log.Warn("event not stored", "error", err)
+			return
+		}
 	}
 	select {
 	case p.toStore <- m.ev:

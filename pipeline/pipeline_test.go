@@ -206,3 +206,25 @@ func BenchmarkDone(b *testing.B) {
 	cancel()
 	<-done
 }
+
+func TestInvalidEventsSkipped(t *testing.T) {
+	st := &fakeStore{}
+	p := New(Config{Queue: 10, Check: func(ev *inspect.Event) error {
+		if ev.ID == 2 {
+			return errors.New("bad time")
+		}
+		return nil
+	}}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	for i := int64(1); i <= 3; i++ {
+		p.Done(tetra(i))
+	}
+	waitFor(t, "two stored", func() bool { return st.count() == 2 })
+	cancel()
+	<-done
+	if s := p.Stats(); s.Invalid != 1 || s.Stored != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -102,7 +102,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		},
 		Logger: log.With("component", "ui"),
 	})
-	pl = pipeline.New(pipeline.Config{Queue: cfg.Events.Queue, RecordOther: cfg.Events.RecordOther},
+	pl = pipeline.New(pipeline.Config{Queue: cfg.Events.Queue, RecordOther: cfg.Events.RecordOther,
+		Check: store.Check},
 		st, page.Publish, log.With("component", "pipeline"))
 	px, err = proxy.New(proxy.Config{
 		Listen:            cfg.Listen,
