@@ -65,7 +65,7 @@ func TestStoresAndPublishes(t *testing.T) {
 	st := &fakeStore{}
 	var mu sync.Mutex
 	kinds := map[string]int{}
-	p := New(Config{Queue: 100}, st, func(kind string, _ inspect.Event) {
+	p := New(Config{Queue: 1000}, st, func(kind string, _ inspect.Event) {
 		mu.Lock()
 		kinds[kind]++
 		mu.Unlock()
