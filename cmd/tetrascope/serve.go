@@ -2,23 +2,16 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/tetrascope/tetrascope/inspect"
-	"github.com/tetrascope/tetrascope/pipeline"
 	"github.com/tetrascope/tetrascope/proxy"
 	"github.com/tetrascope/tetrascope/resolve"
-	"github.com/tetrascope/tetrascope/store"
-	"github.com/tetrascope/tetrascope/ui"
 )
 
 func newServe() *cobra.Command {
@@ -58,10 +51,7 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// serve runs the proxy, the pipeline and the UI until ctx is done. The order
-// of the stop matters: the proxy drains its tunnels first, then the
-// pipeline flushes what they reported, then the page closes, and the store
-// closes last.
+// serve runs the proxy with the shared runtime until ctx is done.
 func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	clients, _ := cfg.clientPrefixes()
 	static, _ := cfg.overrides()
@@ -76,36 +66,11 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	warnRisky(cfg, log)
 
-	st, err := store.Open(cfg.DB)
+	rt, err := newRuntime(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	lastID, err := st.MaxID(ctx, cfg.Sensor)
-	if err != nil {
-		return fmt.Errorf("reading the last event id: %w", err)
-	}
-
-	var px *proxy.Server
-	var pl *pipeline.Pipeline
-	page := ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor}, ui.Deps{
-		Events: st,
-		Active: func() []inspect.Event { return px.Active() },
-		Health: func() []string { return health(ctx, st, pl) },
-		Stats: func() map[string]any {
-			s := pl.Stats()
-			return map[string]any{
-				"events_total": s.Queued, "dropped": s.Dropped, "stored": s.Stored,
-				"store_errors": s.StoreErrors, "active": len(px.Active()),
-				"connections": px.Connections(),
-			}
-		},
-		Logger: log.With("component", "ui"),
-	})
-	pl = pipeline.New(pipeline.Config{Queue: cfg.Events.Queue, RecordOther: cfg.Events.RecordOther,
-		Check: store.Check},
-		st, page.Publish, log.With("component", "pipeline"))
-	px, err = proxy.New(proxy.Config{
+	px, err := proxy.New(proxy.Config{
 		Listen:            cfg.Listen,
 		Sensor:            cfg.Sensor,
 		AllowClients:      clients,
@@ -117,70 +82,27 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ShutdownGrace:     cfg.Timeouts.ShutdownGrace,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		MaxConnections:    cfg.Limits.MaxConnections,
-		FirstID:           lastID,
+		FirstID:           rt.lastID,
 		Upstream:          up,
 		Htpasswd:          cfg.Auth.Htpasswd,
 		Realm:             cfg.Auth.Realm,
-	}, proxy.Deps{Resolver: res, Catalog: catalog, Recorder: pl, Logger: log.With("component", "proxy")})
+	}, proxy.Deps{Resolver: res, Catalog: catalog, Recorder: rt.pipe,
+		Logger: log.With("component", "proxy")})
 	if err != nil {
-		return err
+		rt.store.Close()
+		return badConfig("%v", err)
+	}
+	rt.active = px.Active
+	rt.stats = func(m map[string]any) {
+		m["active"] = len(px.Active())
+		m["connections"] = px.Connections()
 	}
 	log.Info("tetrascope starting", "version", version, "sensor", cfg.Sensor,
 		"listen", cfg.Listen, "ui", cfg.UI.Listen, "db", cfg.DB,
 		"allow_ports", cfg.Allow.ConnectPorts, "dns_servers", cfg.DNS.Servers,
 		"resolve_overrides", len(static), "upstream", redactedURL(cfg.Upstream.URL),
 		"client_auth", cfg.Auth.Htpasswd != "")
-
-	pipeCtx, stopPipe := context.WithCancel(context.Background())
-	uiCtx, stopUI := context.WithCancel(context.Background())
-	g := new(errgroup.Group)
-	g.Go(func() error { return pl.Run(pipeCtx) })
-	g.Go(func() error { return page.Run(uiCtx) })
-	g.Go(func() error { prune(ctx, st, cfg.Retention, log); return nil })
-
-	perr := px.Run(ctx)
-	stopPipe()
-	time.Sleep(10 * time.Millisecond) // let the last events reach the stream
-	stopUI()
-	gerr := g.Wait()
-	log.Info("tetrascope stopped", "events", pl.Stats().Stored, "dropped", pl.Stats().Dropped)
-	if perr != nil {
-		return perr
-	}
-	return gerr
-}
-
-// health lists why the service is degraded.
-func health(ctx context.Context, st *store.Store, pl *pipeline.Pipeline) []string {
-	var why []string
-	c, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := st.Ping(c); err != nil {
-		why = append(why, "store: "+err.Error())
-	}
-	return append(why, pl.Degraded()...)
-}
-
-// prune deletes events older than the retention, hourly.
-func prune(ctx context.Context, st *store.Store, retention time.Duration, log *slog.Logger) {
-	if retention <= 0 {
-		return
-	}
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		n, err := st.Prune(ctx, time.Now().Add(-retention))
-		if err != nil && ctx.Err() == nil {
-			log.Error("pruning old events", "error", err)
-		} else if n > 0 {
-			log.Info("pruned old events", "events", n, "retention", retention)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return rt.run(ctx, px)
 }
 
 // warnRisky logs configurations that make an open proxy.

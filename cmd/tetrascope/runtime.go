@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tetrascope/tetrascope/inspect"
+	"github.com/tetrascope/tetrascope/pipeline"
+	"github.com/tetrascope/tetrascope/store"
+	"github.com/tetrascope/tetrascope/ui"
+)
+
+// sensor is what feeds the pipeline: the proxy or the log follower.
+type sensor interface {
+	Run(ctx context.Context) error
+}
+
+// runtime is what serve and tail share: the store, the pipeline from the
+// sensor to the store and the stream, and the page.
+type runtime struct {
+	cfg    *Config
+	log    *slog.Logger
+	store  *store.Store
+	pipe   *pipeline.Pipeline
+	page   *ui.Server
+	lastID int64 // the highest event id this sensor stored before
+
+	// Set by the caller before run: what the sensor adds to the page.
+	active func() []inspect.Event
+	stats  func(map[string]any)
+}
+
+// newRuntime opens the store and builds the pipeline and the page.
+func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, error) {
+	st, err := store.Open(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	lastID, err := st.MaxID(ctx, cfg.Sensor)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("reading the last event id: %w", err)
+	}
+	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID}
+	rt.page = ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor},
+		ui.Deps{
+			Events: st,
+			Active: func() []inspect.Event {
+				if rt.active == nil {
+					return nil
+				}
+				return rt.active()
+			},
+			Health: func() []string { return rt.health(ctx) },
+			Stats:  rt.statsMap,
+			Logger: log.With("component", "ui"),
+		})
+	rt.pipe = pipeline.New(pipeline.Config{
+		Queue:       cfg.Events.Queue,
+		RecordOther: cfg.Events.RecordOther,
+		Check:       store.Check,
+	}, st, rt.page.Publish, log.With("component", "pipeline"))
+	return rt, nil
+}
+
+func (rt *runtime) statsMap() map[string]any {
+	s := rt.pipe.Stats()
+	m := map[string]any{
+		"events_total": s.Queued, "dropped": s.Dropped, "stored": s.Stored,
+		"store_errors": s.StoreErrors,
+	}
+	if rt.stats != nil {
+		rt.stats(m)
+	}
+	return m
+}
+
+// health lists why the service is degraded.
+func (rt *runtime) health(ctx context.Context) []string {
+	var why []string
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rt.store.Ping(c); err != nil {
+		why = append(why, "store: "+err.Error())
+	}
+	return append(why, rt.pipe.Degraded()...)
+}
+
+// run runs the sensor, the pipeline and the page until ctx is done. The
+// order of the stop matters: the sensor finishes first (the proxy drains
+// its tunnels), then the pipeline flushes what it reported, then the page
+// closes, and the store closes last.
+func (rt *runtime) run(ctx context.Context, s sensor) error {
+	defer rt.store.Close()
+	pipeCtx, stopPipe := context.WithCancel(context.Background())
+	uiCtx, stopUI := context.WithCancel(context.Background())
+	sctx, stopSensor := context.WithCancel(ctx)
+	defer stopSensor()
+	g := new(errgroup.Group)
+	g.Go(func() error { return rt.pipe.Run(pipeCtx) })
+	g.Go(func() error {
+		err := rt.page.Run(uiCtx)
+		if err != nil {
+			stopSensor() // a page that cannot listen stops everything
+		}
+		return err
+	})
+	g.Go(func() error { prune(sctx, rt.store, rt.cfg.Retention, rt.log); return nil })
+
+	serr := s.Run(sctx)
+
+	stopPipe()
+	time.Sleep(10 * time.Millisecond) // let the last events reach the stream
+	stopUI()
+	gerr := g.Wait()
+	st := rt.pipe.Stats()
+	rt.log.Info("tetrascope stopped", "stored", st.Stored, "dropped", st.Dropped,
+		"store_lost", st.StoreLost)
+	if gerr != nil {
+		return gerr
+	}
+	return serr
+}
+
+// prune deletes events older than the retention, hourly.
+func prune(ctx context.Context, st *store.Store, retention time.Duration, log *slog.Logger) {
+	if retention <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.Prune(ctx, time.Now().Add(-retention))
+		if err != nil && ctx.Err() == nil {
+			log.Error("pruning old events", "error", err)
+		} else if n > 0 {
+			log.Info("pruned old events", "events", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
