@@ -12,16 +12,21 @@ const module = "github.com/tetrascope/tetrascope"
 // allowedProject lists, per package, the project packages it may import:
 // dependencies point inward, to inspect (DESIGN.md, STYLE.md habit 1).
 var allowedProject = map[string][]string{
-	"inspect":        {"inspect/tlsrec"},
-	"inspect/tlsrec": {},
-	"resolve":        {},
-	"store":          {"inspect"},
-	"pipeline":       {"inspect"},
-	"ui":             {"inspect"},
-	"proxy":          {"inspect", "inspect/tlsrec", "resolve"},
-	"cmd/tetrascope": nil, // cmd wires everything
-	"":               {},
-	"e2e":            nil,
+	"inspect":          {"inspect/tlsrec"},
+	"inspect/tlsrec":   {},
+	"inspect/squidlog": {"inspect"},
+	"resolve":          {},
+	"store":            {"inspect"},
+	"pipeline":         {"inspect"},
+	"ui":               {"inspect"},
+	"proxy":            {"inspect", "inspect/tlsrec", "resolve"},
+	"sidecar":          {"inspect", "inspect/squidlog"},
+	"probe":            {"inspect", "resolve"},
+	"probe/probetest":  {"inspect", "resolve"},
+	"cmd/tetrascope":   nil, // cmd wires everything
+	"cmd/tsbench":      nil, // the benchmark harness drives the whole binary
+	"":                 {},
+	"e2e":              nil,
 }
 
 // thirdParty pins each third-party library to the one package that may use

@@ -48,6 +48,12 @@ type Config struct {
 	// events are published but not stored, and counted as invalid, so one
 	// bad event cannot fail a whole batch. Nil accepts every event.
 	Check func(*inspect.Event) error
+	// Correlation, when set, keeps per-client health from the events
+	// (inspect.Clients) and sets each event's diagnosis; nil keeps none.
+	Correlation *inspect.Correlation
+	// PublishClient receives a client whose health changed. It must not
+	// block. Nil: client changes are not published.
+	PublishClient func(inspect.Client)
 }
 
 // Stats are the pipeline's counters since start.
@@ -77,6 +83,7 @@ type Pipeline struct {
 
 	in      chan msg
 	toStore chan inspect.Event
+	clients *clientState // nil: no per-client state
 
 	queued, dropped, stored, notStored, storeErrors, storeLost, invalid atomic.Uint64
 	closing                                                             atomic.Bool
@@ -100,7 +107,7 @@ func New(cfg Config, store Store, publish Publisher, log *slog.Logger) *Pipeline
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{
+	p := &Pipeline{
 		cfg:     cfg,
 		store:   store,
 		publish: publish,
@@ -108,6 +115,10 @@ func New(cfg Config, store Store, publish Publisher, log *slog.Logger) *Pipeline
 		in:      make(chan msg, cfg.Queue),
 		toStore: make(chan inspect.Event, cfg.Queue),
 	}
+	if cfg.Correlation != nil {
+		p.clients = &clientState{c: inspect.NewClients(*cfg.Correlation)}
+	}
+	return p
 }
 
 // Open announces a connection that started. It never blocks.
@@ -175,10 +186,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.writeLoop()
 	}()
 
+	var tick <-chan time.Time
+	if p.clients != nil {
+		t := time.NewTicker(tickEvery)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case m := <-p.in:
 			p.dispatch(m)
+		case now := <-tick:
+			p.tick(now)
 		case <-ctx.Done():
 			for {
 				select {
@@ -198,8 +217,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 func (p *Pipeline) dispatch(m msg) {
+	var cl inspect.Client
+	changed := false
+	if m.kind == KindEvent && p.clients != nil {
+		cl, changed = p.clients.add(&m.ev)
+	}
 	if p.publish != nil {
 		p.publish(m.kind.String(), m.ev)
+	}
+	if changed && p.cfg.PublishClient != nil {
+		p.cfg.PublishClient(cl)
 	}
 	if m.kind != KindEvent || p.store == nil {
 		return

@@ -228,3 +228,49 @@ func TestInvalidEventsSkipped(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+func TestClientState(t *testing.T) {
+	var mu sync.Mutex
+	var published []inspect.Client
+	var events []inspect.Event
+	p := New(Config{Queue: 100, Correlation: &inspect.Correlation{},
+		PublishClient: func(c inspect.Client) {
+			mu.Lock()
+			published = append(published, c)
+			mu.Unlock()
+		}}, &fakeStore{}, func(kind string, ev inspect.Event) {
+		if kind == "event" {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	now := time.Now().UTC()
+	p.Done(&inspect.Event{ID: 1, Time: now, Sensor: "s", ClientIP: "10.0.0.5", Method: "CONNECT",
+		Host: "tetra-defs.amp.cisco.com", Endpoint: inspect.EndpointTetra, Outcome: inspect.DNSFailure,
+		LastError: uint32(inspect.LastErrorDownloadFailed)})
+	waitFor(t, "a client message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(published) > 0 && len(events) > 0
+	})
+	cancel()
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	c := published[len(published)-1]
+	if c.ClientIP != "10.0.0.5" || c.Diagnosis != "dns" || c.State != inspect.StateFailing {
+		t.Fatalf("client %+v", c)
+	}
+	if events[0].Diagnosis != "dns" {
+		t.Fatalf("the event's diagnosis is %q", events[0].Diagnosis)
+	}
+	if got := p.Clients(); len(got) != 1 || got[0].ClientIP != "10.0.0.5" {
+		t.Fatalf("Clients() = %+v", got)
+	}
+}
