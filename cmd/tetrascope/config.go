@@ -417,3 +417,13 @@ func redactedURL(s string) string {
 	}
 	return u.Redacted()
 }
+
+// correlation is the correlation.* keys for inspect.
+func (c *Config) correlation() inspect.Correlation {
+	return inspect.Correlation{
+		UpdateInterval:   c.Correl.UpdateInterval,
+		RevocationWindow: c.Correl.RevocationWindow,
+		AuthWindow:       c.Correl.AuthWindow,
+		ExpectedIssuers:  c.Correl.ExpectedIssuers,
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -59,12 +60,43 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 			Stats:  rt.statsMap,
 			Logger: log.With("component", "ui"),
 		})
+	corr := cfg.correlation()
 	rt.pipe = pipeline.New(pipeline.Config{
 		Queue:       cfg.Events.Queue,
 		RecordOther: cfg.Events.RecordOther,
 		Check:       store.Check,
+		Correlation: &corr,
 	}, st, rt.page.Publish, log.With("component", "pipeline"))
+	if err := rt.warm(ctx, corr.StateWindow()); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return rt, nil
+}
+
+// warm refills the per-client health from the events stored within the
+// state window, so a restart does not forget why a client is failing.
+func (rt *runtime) warm(ctx context.Context, window time.Duration) error {
+	f := inspect.Filter{Since: time.Now().Add(-window - time.Minute), Sensor: rt.cfg.Sensor,
+		Limit: store.MaxLimit}
+	var all []inspect.Event
+	for {
+		page, err := rt.store.Events(ctx, f)
+		if err != nil {
+			return fmt.Errorf("reading recent events for client health: %w", err)
+		}
+		all = append(all, page...)
+		if len(page) < f.Limit || len(all) >= 1_000_000 {
+			break
+		}
+		f.Before = page[len(page)-1].ID
+	}
+	slices.Reverse(all) // oldest first
+	rt.pipe.Warm(all)
+	if len(all) > 0 {
+		rt.log.Info("client health restored from the store", "events", len(all))
+	}
+	return nil
 }
 
 func (rt *runtime) statsMap() map[string]any {
