@@ -25,6 +25,9 @@ import (
 // user's file, the environment and the flags. Its keys are documented in
 // config.yaml.
 type Config struct {
+	// File is the --config file, empty when none; it is not a key.
+	File string `mapstructure:"-"`
+
 	Sensor    string          `mapstructure:"sensor"`
 	Listen    string          `mapstructure:"listen"`
 	UI        UIConfig        `mapstructure:"ui"`
@@ -198,6 +201,9 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 	)))
 	if err != nil {
 		return nil, badConfig("configuration: %v", cleanDecodeError(err))
+	}
+	if f := fs.Lookup("config"); f != nil {
+		c.File = f.Value.String()
 	}
 	if c.Sensor == "" {
 		c.Sensor, _ = os.Hostname()

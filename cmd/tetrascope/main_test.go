@@ -159,3 +159,24 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit %d, %q", code, out.String())
 	}
 }
+
+func TestRiskyConfigWarnings(t *testing.T) {
+	cases := []struct {
+		listen  string
+		clients []string
+		want    bool
+	}{
+		{":3128", []string{"10.0.0.0/8", "100.64.0.0/10", "fe80::/10"}, false},
+		{"127.0.0.1:3128", []string{"0.0.0.0/0"}, false},
+		{":3128", []string{"0.0.0.0/0"}, true},
+		{"0.0.0.0:3128", []string{"10.0.0.0/7"}, true},
+		{":3128", []string{"8.8.8.8"}, true},
+	}
+	for _, tc := range cases {
+		open := !onLoopback(tc.listen) && !hasPrivateOnly(tc.clients)
+		if open != tc.want {
+			t.Errorf("listen %s clients %v: open proxy %v, want %v", tc.listen, tc.clients,
+				open, tc.want)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -107,16 +109,76 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // warnRisky logs configurations that make an open proxy.
 func warnRisky(cfg *Config, log *slog.Logger) {
-	for _, c := range cfg.Allow.Clients {
-		if c == "0.0.0.0/0" || c == "::/0" {
-			if cfg.Auth.Htpasswd == "" {
-				log.Warn("allow.clients admits every address and no authentication is set: "+
-					"this is an open proxy", "allow_clients", strings.Join(cfg.Allow.Clients, ","))
-			}
-		}
+	if !onLoopback(cfg.Listen) && !hasPrivateOnly(cfg.Allow.Clients) && cfg.Auth.Htpasswd == "" {
+		log.Warn("the proxy listens beyond loopback, admits public addresses and asks no "+
+			"credentials", "listen", cfg.Listen, "allow_clients", strings.Join(cfg.Allow.Clients, ","))
 	}
-	if !strings.HasPrefix(cfg.UI.Listen, "127.") && !strings.HasPrefix(cfg.UI.Listen, "[::1]") &&
-		!strings.HasPrefix(cfg.UI.Listen, "localhost") && cfg.UI.Token == "" {
+	if !onLoopback(cfg.UI.Listen) && cfg.UI.Token == "" {
 		log.Warn("the page and API listen beyond loopback without ui.token", "ui", cfg.UI.Listen)
 	}
+
+	// Files holding secrets should be readable by their owner only.
+	secrets := map[string]bool{
+		cfg.Upstream.PasswordFile: true,
+		cfg.Auth.Htpasswd:         true,
+		cfg.File:                  cfg.Upstream.Password != "" || cfg.UI.Token != "",
+	}
+	for path, secret := range secrets {
+		if path == "" || !secret {
+			continue
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("a file with credentials is readable by others; chmod 600 it",
+				"file", path, "mode", fi.Mode().Perm().String())
+		}
+	}
+}
+
+// onLoopback reports whether a listen address is bound to loopback only.
+func onLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// localRanges are the loopback, private, shared (CGNAT) and link-local
+// ranges: clients there are not the internet.
+var localRanges = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+}
+
+// hasPrivateOnly reports whether every allowed client range lies inside
+// one of the local ranges.
+func hasPrivateOnly(clients []string) bool {
+	for _, c := range clients {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			a, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return false
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		inside := false
+		for _, r := range localRanges {
+			if r.Contains(p.Addr()) && p.Bits() >= r.Bits() {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			return false
+		}
+	}
+	return true
 }
