@@ -399,7 +399,9 @@ func (c *Config) upstream() (proxy.Upstream, error) {
 	up.Username, up.Password = c.Upstream.Username, c.Upstream.Password
 	if u.User != nil && up.Username == "" {
 		up.Username = u.User.Username()
-		up.Password, _ = u.User.Password()
+		if p, ok := u.User.Password(); ok {
+			up.Password = p
+		}
 	}
 	u.User = nil
 	up.URL = u
