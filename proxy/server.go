@@ -42,7 +42,7 @@ type Config struct {
 	ShutdownGrace     time.Duration
 	MaxHeaderBytes    int
 	MaxConnections    int
-	FirstID           int64    // ids continue after this one
+	FirstID           int64    // ids continue after this one (and after the clock)
 	Upstream          Upstream // the proxy to chain to; zero: direct
 	Htpasswd          string   // clients must authenticate against it; empty: no
 	Realm             string   // realm of our Basic challenge
@@ -72,7 +72,7 @@ type Server struct {
 	ports map[int]bool
 	auth  *htpasswd // nil: no client authentication
 
-	nextID  atomic.Int64
+	ids     inspect.IDs
 	conns   atomic.Int64 // client connections open now
 	tunnels sync.Map     // id -> *tunnel
 	wg      sync.WaitGroup
@@ -113,7 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	for _, p := range cfg.AllowPorts {
 		s.ports[p] = true
 	}
-	s.nextID.Store(cfg.FirstID)
+	s.ids.Seed(cfg.FirstID)
 	s.gp = s.newGoproxy()
 	if cfg.Htpasswd != "" {
 		a, err := newHtpasswd(cfg.Htpasswd)
@@ -252,7 +252,7 @@ func (s *Server) Connections() int64 { return s.conns.Load() }
 // newEvent starts the event of a request.
 func (s *Server) newEvent(r *http.Request, start time.Time) inspect.Event {
 	return inspect.Event{
-		ID:         s.nextID.Add(1),
+		ID:         s.ids.Next(),
 		Time:       start.UTC(),
 		Source:     inspect.SourceProxy,
 		Sensor:     s.cfg.Sensor,
@@ -606,7 +606,7 @@ func (s *Server) recordServerError(c *clientConn, head, body []byte) {
 			s.cfg.MaxHeaderBytes, c.requestLine())
 	}
 	ev := inspect.Event{
-		ID:       s.nextID.Add(1),
+		ID:       s.ids.Next(),
 		Time:     start.UTC(),
 		Source:   inspect.SourceProxy,
 		Sensor:   s.cfg.Sensor,

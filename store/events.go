@@ -388,15 +388,19 @@ func clampTime(t time.Time) time.Time {
 	return t
 }
 
-// MaxID returns the highest event id stored for sensor, so that a
-// restarted sensor continues after it; 0 when the sensor has no events.
+// MaxID returns the highest event id stored for sensor, or of every sensor
+// when sensor is empty, so that a restarted sensor continues after it; 0
+// when there are no such events.
 func (s *Store) MaxID(ctx context.Context, sensor string) (int64, error) {
 	// Walks the primary key down from the highest id to the first event of
 	// sensor: immediate for a sensor that is writing, a scan of the key for
 	// one that has not written for long.
 	var id int64
-	q := "SELECT id FROM events WHERE sensor = ? ORDER BY id DESC LIMIT 1"
-	err := s.r.QueryRowContext(ctx, q, sensor).Scan(&id)
+	q, args := "SELECT id FROM events WHERE sensor = ? ORDER BY id DESC LIMIT 1", []any{sensor}
+	if sensor == "" {
+		q, args = "SELECT id FROM events ORDER BY id DESC LIMIT 1", nil
+	}
+	err := s.r.QueryRowContext(ctx, q, args...).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

@@ -1021,3 +1021,24 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxIDAllSensors(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC()
+	evs := []inspect.Event{
+		{ID: 7, Time: now, Sensor: "a", Outcome: inspect.OK, Endpoint: inspect.EndpointTetra},
+		{ID: 9, Time: now, Sensor: "b", Outcome: inspect.OK, Endpoint: inspect.EndpointTetra},
+	}
+	if err := s.Append(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	for sensor, want := range map[string]int64{"a": 7, "b": 9, "": 9, "c": 0} {
+		if got, err := s.MaxID(context.Background(), sensor); err != nil || got != want {
+			t.Errorf("MaxID(%q) = %d, %v; want %d", sensor, got, err, want)
+		}
+	}
+}

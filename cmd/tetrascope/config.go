@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -196,7 +197,7 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 
 	var c Config
 	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
+		durationHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
 	if err != nil {
@@ -434,4 +435,26 @@ func (c *Config) correlation() inspect.Correlation {
 		AuthWindow:       c.Correl.AuthWindow,
 		ExpectedIssuers:  c.Correl.ExpectedIssuers,
 	}
+}
+
+// durationHook reads durations written with a unit ("30s", "5m"). A bare
+// number is refused rather than taken as nanoseconds.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.String:
+		d, err := time.ParseDuration(strings.TrimSpace(data.(string)))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (write it with a unit: 30s, 5m, 1h)",
+				data)
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return nil, fmt.Errorf("%v has no unit (write it with one: 30s, 5m, 1h)", data)
+	}
+	return data, nil
 }

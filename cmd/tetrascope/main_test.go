@@ -180,3 +180,22 @@ func TestRiskyConfigWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationNeedsUnit(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("timeouts:\n  connect: 300\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "--config", file}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "timeouts.connect") ||
+		!strings.Contains(errb.String(), "no unit") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	t.Setenv("TETRASCOPE_TIMEOUTS_IDLE", "soon")
+	errb.Reset()
+	if code := run([]string{"serve"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), `"soon"`) {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -28,7 +28,8 @@ type runtime struct {
 	store  *store.Store
 	pipe   *pipeline.Pipeline
 	page   *ui.Server
-	lastID int64 // the highest event id this sensor stored before
+	lastID int64  // the highest event id stored before
+	unlock func() // releases the database lock
 
 	// Set by the caller before run: what the sensor adds to the page.
 	active func() []inspect.Event
@@ -37,16 +38,22 @@ type runtime struct {
 
 // newRuntime opens the store and builds the pipeline and the page.
 func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, error) {
-	st, err := store.Open(cfg.DB)
+	unlock, err := lockDB(cfg.DB)
 	if err != nil {
 		return nil, err
 	}
-	lastID, err := st.MaxID(ctx, cfg.Sensor)
+	st, err := store.Open(cfg.DB)
+	if err != nil {
+		unlock()
+		return nil, badConfig("db: %v", err)
+	}
+	lastID, err := st.MaxID(ctx, "")
 	if err != nil {
 		st.Close()
+		unlock()
 		return nil, fmt.Errorf("reading the last event id: %w", err)
 	}
-	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID}
+	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID, unlock: unlock}
 	rt.page = ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor},
 		ui.Deps{
 			Events: st,
@@ -68,7 +75,7 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 		Correlation: &corr,
 	}, st, rt.page.Publish, log.With("component", "pipeline"))
 	if err := rt.warm(ctx, corr.StateWindow()); err != nil {
-		st.Close()
+		rt.close()
 		return nil, err
 	}
 	return rt, nil
@@ -127,7 +134,7 @@ func (rt *runtime) health(ctx context.Context) []string {
 // its tunnels), then the pipeline flushes what it reported, then the page
 // closes, and the store closes last.
 func (rt *runtime) run(ctx context.Context, s sensor) error {
-	defer rt.store.Close()
+	defer rt.close()
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
 	uiCtx, stopUI := context.WithCancel(context.Background())
 	sctx, stopSensor := context.WithCancel(ctx)
@@ -144,7 +151,11 @@ func (rt *runtime) run(ctx context.Context, s sensor) error {
 	g.Go(func() error { prune(sctx, rt.store, rt.cfg.Retention, rt.log); return nil })
 
 	serr := s.Run(sctx)
+	if serr != nil && ctx.Err() == nil {
+		rt.log.Error("sensor stopped", "error", serr)
+	}
 
+	stopSensor()
 	stopPipe()
 	time.Sleep(10 * time.Millisecond) // let the last events reach the stream
 	stopUI()
@@ -156,6 +167,14 @@ func (rt *runtime) run(ctx context.Context, s sensor) error {
 		return gerr
 	}
 	return serr
+}
+
+// close closes the store, then releases the database lock.
+func (rt *runtime) close() {
+	if err := rt.store.Close(); err != nil {
+		rt.log.Error("closing the store", "error", err)
+	}
+	rt.unlock()
 }
 
 // prune deletes events older than the retention, hourly.

@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}, proxy.Deps{Resolver: res, Catalog: catalog, Recorder: rt.pipe,
 		Logger: log.With("component", "proxy")})
 	if err != nil {
-		rt.store.Close()
+		rt.close()
 		return badConfig("%v", err)
 	}
 	rt.active = px.Active
