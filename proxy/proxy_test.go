@@ -274,3 +274,62 @@ func TestMalformedRequestLine(t *testing.T) {
 		t.Fatalf("status %d, event %+v", resp.StatusCode, ev)
 	}
 }
+
+// TestClientAbandons: a client that closes in the middle of a download is
+// not a success, although its own side closed with a FIN.
+func TestClientAbandons(t *testing.T) {
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	ts, pool := tlsServer(t, tls.VersionTLS13, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for i := 0; i < 2000; i++ { // 128 MiB, far more than the client reads
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	p := port(t, ts.URL)
+	f := start(t, []int{p}, "tetra-defs.amp.cisco.com")
+	c := &http.Client{Transport: &http.Transport{
+		Proxy:           http.ProxyURL(f.proxyURL),
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "example.com"},
+	}}
+	resp, err := c.Get(fmt.Sprintf("https://tetra-defs.amp.cisco.com:%d/defs", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	c.Transport.(*http.Transport).CloseIdleConnections()
+	resp.Body.Close() // mid-body: the transport closes the connection
+	ev := f.rec.next(t)
+	if ev.Outcome != inspect.DownloadAborted || ev.Close != inspect.ClientRST ||
+		ev.LastError != uint32(inspect.LastErrorDownloadFailed) {
+		t.Fatalf("event %+v", ev)
+	}
+}
+
+// TestHalfCloseAfterConnect: a client may shut its sending side right after
+// the CONNECT; the tunnel is still opened.
+func TestHalfCloseAfterConnect(t *testing.T) {
+	origin := echoOrigin(t)
+	f := start(t, []int{origin}, "tetra-defs.amp.cisco.com")
+	c, err := net.Dial("tcp", f.proxyURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT tetra-defs.amp.cisco.com:%d HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	c.(*net.TCPConn).CloseWrite()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(br)
+	if resp.StatusCode != 200 || string(got) != "hello" {
+		t.Fatalf("status %d, tunnel carried %q", resp.StatusCode, got)
+	}
+	if ev := f.rec.next(t); ev.Status != 200 || ev.BytesDown != 5 {
+		t.Fatalf("event %+v", ev)
+	}
+}

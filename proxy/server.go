@@ -307,7 +307,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.Detail = fmt.Sprintf("CONNECT port %d is not in allow.connect_ports", port)
 	}
 	if r.Method != http.MethodConnect && err == nil {
-		ev.URL = r.URL.String()
+		ev.URL = redactURL(r.URL)
 		ev.Endpoint = s.deps.Catalog.ClassifyRequest(r.Method, host, r.URL, r.Header.Get("Content-Type"))
 	} else {
 		ev.Endpoint = s.deps.Catalog.Classify(host)
@@ -392,11 +392,11 @@ func target(r *http.Request) (string, int, error) {
 	} else {
 		if !r.URL.IsAbs() {
 			return "", 0, fmt.Errorf("not a proxy request: %s %s (relative URL)", r.Method,
-				truncate(r.RequestURI, 80))
+				truncate(redactText(r.RequestURI), 80))
 		}
 		if r.URL.Scheme != "http" {
 			return "", 0, fmt.Errorf("unsupported scheme %q in %s", r.URL.Scheme,
-				truncate(r.RequestURI, 80))
+				truncate(redactText(r.RequestURI), 80))
 		}
 		hostport = r.URL.Host
 	}
@@ -405,17 +405,17 @@ func target(r *http.Request) (string, int, error) {
 		host, portStr = hostport, ""
 	}
 	if portStr == "" && strings.HasSuffix(hostport, ":") {
-		return "", 0, fmt.Errorf("malformed target %q: empty port", truncate(r.RequestURI, 80))
+		return "", 0, fmt.Errorf("malformed target %q: empty port", truncate(redactText(r.RequestURI), 80))
 	}
 	port := defPort
 	if portStr != "" {
 		port, err = strconv.Atoi(portStr)
 		if err != nil || port < 1 || port > 65535 {
-			return "", 0, fmt.Errorf("malformed target %q: bad port", truncate(r.RequestURI, 80))
+			return "", 0, fmt.Errorf("malformed target %q: bad port", truncate(redactText(r.RequestURI), 80))
 		}
 	}
 	if port == 0 {
-		return host, 0, fmt.Errorf("CONNECT %q has no port", truncate(r.RequestURI, 80))
+		return host, 0, fmt.Errorf("CONNECT %q has no port", truncate(redactText(r.RequestURI), 80))
 	}
 	if host == "" || !validHost(host) {
 		return host, port, fmt.Errorf("malformed target host %q", truncate(host, 80))
@@ -522,7 +522,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 // requestLine returns the first line of what the client sent, quoted.
 func (c *clientConn) requestLine() string {
 	line, _, _ := bytes.Cut(c.head[:c.headN.Load()], []byte("\n"))
-	return strconv.Quote(string(bytes.TrimRight(line, "\r")))
+	return redactText(strconv.Quote(string(bytes.TrimRight(line, "\r"))))
 }
 
 func (c *clientConn) Close() error {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -31,7 +32,9 @@ var sniffPool = sync.Pool{New: func() any { b := make([]byte, sniffBuf); return 
 // connect serves a CONNECT directly: dial, answer, relay.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
 	start time.Time) {
-	server, err := s.dial(r.Context(), o.Event.Host, o.Event.Port)
+	// A client may half-close its side right after the CONNECT; net/http
+	// then cancels the request's context, but the tunnel is still wanted.
+	server, err := s.dial(context.WithoutCancel(r.Context()), o.Event.Host, o.Event.Port)
 	if err != nil {
 		s.refuse(w, o, start, err.(*dialError))
 		return
@@ -239,7 +242,12 @@ func (t *tunnel) ended(dir tlsrec.Direction, reset bool) {
 
 func (t *tunnel) setClose(c inspect.Close) {
 	t.closeMu.Lock()
-	if t.close == "" {
+	switch {
+	case t.close == "":
+		t.close = c
+	case t.close == inspect.ClientFIN && c == inspect.ClientRST:
+		// The client closed while the server was still sending, and its
+		// side reset the data that kept coming: it gave up mid-transfer.
 		t.close = c
 	}
 	t.closeMu.Unlock()
