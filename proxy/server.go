@@ -74,6 +74,8 @@ type Server struct {
 
 	ids     inspect.IDs
 	conns   atomic.Int64 // client connections open now
+	busy    atomic.Int64 // connections refused over limits.max_connections
+	busyLog atomic.Int64 // unix seconds of the last warning about them
 	tunnels sync.Map     // id -> *tunnel
 	wg      sync.WaitGroup
 
@@ -485,8 +487,19 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
+// Refused returns how many connections were refused because
+// limits.max_connections were open.
+func (s *Server) Refused() int64 { return s.busy.Load() }
+
 // refuseBusy answers a connection over limits.max_connections.
 func (s *Server) refuseBusy(c *net.TCPConn) {
+	n := s.busy.Add(1)
+	now := time.Now().Unix()
+	if last := s.busyLog.Load(); now-last >= 60 && s.busyLog.CompareAndSwap(last, now) {
+		s.log.Warn("connections refused: limits.max_connections are open",
+			"max_connections", s.cfg.MaxConnections, "refused_total", n,
+			"client_ip", remoteIP(c.RemoteAddr().String()))
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n" +
 		"Content-Length: 34\r\n\r\ntoo many connections at the proxy\n"))

@@ -164,12 +164,31 @@ func (r *Resolver) Lookup(ctx context.Context, host string) ([]netip.Addr, error
 
 // query asks the configured servers for A and AAAA records.
 func (r *Resolver) query(ctx context.Context, name string) ([]netip.Addr, time.Duration, *Error) {
+	// A and AAAA are asked at once, so a server that does not answer
+	// costs one timeout, not two.
+	type answer struct {
+		addrs []netip.Addr
+		ttl   time.Duration
+		err   *Error
+	}
+	var answers [2]answer
+	var wg sync.WaitGroup
+	for i, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := &answers[i]
+			a.addrs, a.ttl, a.err = r.ask(ctx, name, qtype)
+		}()
+	}
+	wg.Wait()
+
 	var addrs []netip.Addr
 	ttl := cacheMaxTTL
 	nx := 0
 	var last *Error
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		got, t, err := r.ask(ctx, name, qtype)
+	for _, a := range answers {
+		got, t, err := a.addrs, a.ttl, a.err
 		if err != nil {
 			if err.NotFound {
 				nx++

@@ -28,6 +28,9 @@ func newExplain() *cobra.Command {
 			}
 			var codes []inspect.LastError
 			for _, a := range args {
+				if a == "--" {
+					continue
+				}
 				c, err := inspect.ParseLastError(a)
 				if err != nil {
 					return &usageError{err}

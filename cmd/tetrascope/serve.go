@@ -26,9 +26,8 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, cfg, newLogger(cfg.Log.Level))
+			log := newLogger(cfg.Log.Level)
+			return serve(signalContext(log), cfg, log)
 		},
 	}
 	f := cmd.Flags()
@@ -45,6 +44,18 @@ func newServe() *cobra.Command {
 	f.StringSlice("dns", nil, "DNS server IP[:port] for target names (repeatable)")
 	f.String("log-level", "", "debug, info, warn or error")
 	return cmd
+}
+
+// signalContext is done at the first SIGINT or SIGTERM; a second one ends
+// the process at once, without waiting for the grace period.
+func signalContext(log *slog.Logger) context.Context {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+		log.Info("stopping: open tunnels get the grace period; signal again to stop at once")
+	}()
+	return ctx
 }
 
 func newLogger(level string) *slog.Logger {
@@ -98,6 +109,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	rt.stats = func(m map[string]any) {
 		m["active"] = len(px.Active())
 		m["connections"] = px.Connections()
+		m["refused_busy"] = px.Refused()
 	}
 	log.Info("tetrascope starting", "version", version, "sensor", cfg.Sensor,
 		"listen", cfg.Listen, "ui", cfg.UI.Listen, "db", cfg.DB,
