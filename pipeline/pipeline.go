@@ -54,6 +54,11 @@ type Config struct {
 	// PublishClient receives a client whose health changed. It must not
 	// block. Nil: client changes are not published.
 	PublishClient func(inspect.Client)
+	// OnAppend is told of every store transaction: how long it took, how
+	// many events it held and how it ended (a failed one is retried and
+	// told again). It runs on the store writer and should return quickly.
+	// Nil: not told.
+	OnAppend func(d time.Duration, n int, err error)
 }
 
 // Stats are the pipeline's counters since start.
@@ -264,7 +269,11 @@ func (p *Pipeline) writeLoop() {
 		open := p.fill(&batch)
 
 		for {
+			start := time.Now()
 			err := p.store.Append(context.Background(), batch)
+			if p.cfg.OnAppend != nil {
+				p.cfg.OnAppend(time.Since(start), len(batch), err)
+			}
 			if err == nil {
 				p.stored.Add(uint64(len(batch)))
 				p.recovered()
@@ -331,3 +340,8 @@ func (p *Pipeline) recovered() {
 		p.log.Info("store recovered")
 	}
 }
+
+// Backlog returns how many messages wait in the queues; a log follower
+// replaying a file reads more slowly while it is high, instead of losing
+// events.
+func (p *Pipeline) Backlog() int { return len(p.in) + len(p.toStore) }
