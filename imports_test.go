@@ -19,6 +19,7 @@ var allowedProject = map[string][]string{
 	"store":            {"inspect"},
 	"pipeline":         {"inspect"},
 	"ui":               {"inspect"},
+	"metrics":          {"inspect"},
 	"proxy":            {"inspect", "inspect/tlsrec", "resolve"},
 	"sidecar":          {"inspect", "inspect/squidlog"},
 	"probe":            {"inspect", "resolve"},
@@ -37,6 +38,14 @@ var thirdParty = map[string]string{
 	"github.com/gorilla/websocket": "ui",
 	"github.com/spf13/viper":       "cmd/tetrascope",
 	"github.com/spf13/cobra":       "cmd/tetrascope",
+	"github.com/prometheus":        "metrics",
+}
+
+// stdOnly lists the packages that may import no third-party module at all:
+// the domain core and the parsers on the hot paths.
+var stdOnly = map[string]bool{
+	"inspect": true, "inspect/tlsrec": true, "inspect/squidlog": true, "sidecar": true,
+	"pipeline": true,
 }
 
 func TestImportRules(t *testing.T) {
@@ -59,6 +68,9 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s imports %s: dependencies must point inward", fields[0], imp)
 				}
 				continue
+			}
+			if first, _, _ := strings.Cut(imp, "/"); stdOnly[pkg] && strings.Contains(first, ".") {
+				t.Errorf("%s imports %s: it may use the standard library only", fields[0], imp)
 			}
 			for lib, owner := range thirdParty {
 				if (imp == lib || strings.HasPrefix(imp, lib+"/")) && pkg != owner &&
