@@ -36,6 +36,9 @@ type Store interface {
 	Append(ctx context.Context, events []inspect.Event) error
 }
 
+// DefaultBatchWait is the BatchWait of a zero Config.
+const DefaultBatchWait = 20 * time.Millisecond
+
 // Publisher receives every message for the live stream. It must not block.
 type Publisher func(kind string, ev inspect.Event)
 
@@ -44,6 +47,12 @@ type Config struct {
 	Queue       int  // bound of each queue; 0 means 65536
 	RecordOther bool // store events of endpoint "other" too
 	Batch       int  // most events in one store transaction; 0 means 4096
+	// BatchWait is how long a store transaction waits, after its first
+	// event, for more to share it: a commit costs as much as a hundred
+	// inserts, so storing a busy proxy's events one or two at a time would
+	// cost more than the proxy itself. The stream does not wait for it.
+	// 0 means DefaultBatchWait; negative: no wait.
+	BatchWait time.Duration
 	// Check says why the store cannot take an event (nil: it can). Such
 	// events are published but not stored, and counted as invalid, so one
 	// bad event cannot fail a whole batch. Nil accepts every event.
@@ -108,6 +117,9 @@ func New(cfg Config, store Store, publish Publisher, log *slog.Logger) *Pipeline
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 4096
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = DefaultBatchWait
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -255,8 +267,8 @@ func (p *Pipeline) dispatch(m msg) {
 }
 
 // writeLoop batches events into store transactions: it blocks for the first
-// event, then takes whatever else is already queued, so batches grow with
-// the load and latency stays low when it is light.
+// event, then takes what else is queued BatchWait later, so batches grow
+// with the load and the store's latency stays bounded when it is light.
 func (p *Pipeline) writeLoop() {
 	batch := make([]inspect.Event, 0, p.cfg.Batch)
 	backoff := 100 * time.Millisecond
@@ -302,9 +314,20 @@ func (p *Pipeline) writeLoop() {
 	}
 }
 
-// fill adds queued events to batch without waiting; it returns false when
-// the queue has been closed and emptied.
+// fill waits BatchWait, if set, then adds the events queued by then to
+// batch, up to its capacity. Sleeping once costs the writer one wake-up per
+// transaction instead of one per event. It returns false when the queue has
+// been closed and emptied.
 func (p *Pipeline) fill(batch *[]inspect.Event) bool {
+	if p.cfg.BatchWait > 0 {
+		time.Sleep(p.cfg.BatchWait)
+	}
+	return p.take(batch)
+}
+
+// take adds queued events to batch without waiting; it returns false when
+// the queue has been closed and emptied.
+func (p *Pipeline) take(batch *[]inspect.Event) bool {
 	for len(*batch) < cap(*batch) {
 		select {
 		case ev, ok := <-p.toStore:

@@ -274,3 +274,74 @@ func TestClientState(t *testing.T) {
 		t.Fatalf("Clients() = %+v", got)
 	}
 }
+
+// slowStore takes at least delay for each Append, and fails the first
+// fails of them.
+type slowStore struct {
+	fakeStore
+	delay time.Duration
+	fails int
+}
+
+func (s *slowStore) Append(ctx context.Context, evs []inspect.Event) error {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	if s.fails > 0 {
+		s.fails--
+		s.mu.Unlock()
+		return errors.New("database is locked")
+	}
+	s.mu.Unlock()
+	return s.fakeStore.Append(ctx, evs)
+}
+
+// appendCall is what one OnAppend call was told.
+type appendCall struct {
+	d   time.Duration
+	n   int
+	err error
+}
+
+func TestOnAppend(t *testing.T) {
+	const delay = 5 * time.Millisecond
+	st := &slowStore{delay: delay, fails: 1}
+	var mu sync.Mutex
+	var calls []appendCall
+	p := New(Config{Queue: 100, OnAppend: func(d time.Duration, n int, err error) {
+		mu.Lock()
+		calls = append(calls, appendCall{d, n, err})
+		mu.Unlock()
+	}}, st, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	for i := int64(1); i <= 20; i++ {
+		p.Done(tetra(i))
+	}
+	waitFor(t, "20 stored events", func() bool { return st.count() == 20 })
+	cancel()
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) < 2 {
+		t.Fatalf("%d calls; want a failed one and at least one that stored", len(calls))
+	}
+	if calls[0].err == nil || calls[0].n < 1 {
+		t.Errorf("first call %+v; want the failed transaction with its events", calls[0])
+	}
+	stored := 0
+	for _, c := range calls {
+		if c.d < delay {
+			t.Errorf("call %+v took less than the store's %v", c, delay)
+		}
+		if c.err == nil {
+			stored += c.n
+		}
+	}
+	if stored != 20 || p.Stats().Stored != 20 {
+		t.Errorf("successful calls held %d events, stats say %d stored; want 20",
+			stored, p.Stats().Stored)
+	}
+}

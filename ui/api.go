@@ -16,11 +16,17 @@ type errorBody struct {
 	Param string `json:"param,omitempty"`
 }
 
-// serveEvents answers {"events":[...]}, newest first.
+// serveEvents answers {"events":[...]}, newest first; with format=csv, the
+// same events as a CSV file, and with format=json, the JSON as a file.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(r.URL.Query(), time.Now())
 	if err != nil {
 		writeParamError(w, err)
+		return
+	}
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "csv" {
+		writeError(w, http.StatusBadRequest, "format", "format: want json or csv")
 		return
 	}
 	if s.deps.Events == nil {
@@ -39,9 +45,24 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if len(events) > f.Limit {
 		events = events[:f.Limit]
 	}
+	events = utcEvents(events)
+
+	// An explicit format is an export: the browser saves it as a file.
+	if format != "" {
+		name := "tetrascope-events-" + time.Now().UTC().Format("20060102-150405") + "." + format
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	}
+	if format == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8; header=present")
+		if err := writeEventsCSV(w, events); err != nil {
+			// The header is out: the client sees a short file.
+			s.log.Debug("writing events csv", keyErr, err)
+		}
+		return
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Events []inspect.Event `json:"events"`
-	}{utcEvents(events)})
+	}{events})
 }
 
 // serveActive answers {"active":[...]}: the tunnels open now.
@@ -53,6 +74,31 @@ func (s *Server) serveActive(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Active []inspect.Event `json:"active"`
 	}{utcEvents(active)})
+}
+
+// serveClients answers {"clients":[...]}: every client's health, failing
+// first, narrowed by the client, user, sensor, state and diagnosis
+// parameters.
+func (s *Server) serveClients(w http.ResponseWriter, r *http.Request) {
+	cq, err := parseClientQuery(r.URL.Query())
+	if err != nil {
+		writeParamError(w, err)
+		return
+	}
+	if s.deps.Clients == nil {
+		writeError(w, http.StatusServiceUnavailable, "", "no client state")
+		return
+	}
+
+	out := []inspect.Client{}
+	for _, c := range s.deps.Clients() {
+		if cq.match(&c) {
+			out = append(out, c)
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Clients []inspect.Client `json:"clients"`
+	}{out})
 }
 
 // utcEvents returns events with their times in UTC, as the contract says,

@@ -203,7 +203,7 @@ func TestToken(t *testing.T) {
 func TestUnregisteredPaths(t *testing.T) {
 	ts := start(t, New(Config{}, Deps{}))
 	for _, p := range []string{
-		"/api/v1/clients", "/api/v1/report", "/metrics", "/static/", "/static/index.html",
+		"/api/v1/report", "/metrics", "/static/", "/static/index.html",
 		"/static/../server.go", "/nope",
 	} {
 		if status, _ := get(t, ts, p, nil); status != http.StatusNotFound {

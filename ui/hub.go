@@ -21,19 +21,24 @@ const (
 	KindEvent = "event"
 	// KindStats is the message of counters sent about once a second.
 	KindStats = "stats"
+	// KindClient is the message of a client whose health changed; a
+	// viewer also gets one per client at the end of its catch-up.
+	KindClient = "client"
 )
 
 // streamMessage is one text message of the stream.
 type streamMessage struct {
-	Type  string         `json:"type"`
-	Event *inspect.Event `json:"event,omitempty"`
-	Stats map[string]any `json:"stats,omitempty"`
+	Type   string          `json:"type"`
+	Event  *inspect.Event  `json:"event,omitempty"`
+	Client *inspect.Client `json:"client,omitempty"`
+	Stats  map[string]any  `json:"stats,omitempty"`
 }
 
 // message is one encoded stream message queued for a viewer. The bytes are
 // shared by every viewer and must not be changed.
 type message struct {
-	id   int64 // the event's id
+	id   int64  // the event's id; 0 for a client message
+	seq  uint64 // a client message's number (Server.clientSeq); 0 for events
 	data []byte
 }
 
@@ -89,8 +94,46 @@ func (s *Server) Publish(kind string, ev inspect.Event) {
 	}
 }
 
+// PublishClient sends a client whose health changed to every viewer whose
+// client and user filters match it (the other filters concern events). Like
+// Publish, it encodes the message once, never waits, and drops a viewer
+// whose queue is full.
+func (s *Server) PublishClient(c inspect.Client) {
+	// The number is taken even with no viewer, so that a viewer's
+	// catch-up can tell the changes its snapshot already holds.
+	seq := s.clientSeq.Add(1)
+	viewers := s.viewers.Load()
+	if viewers == nil || len(*viewers) == 0 {
+		return
+	}
+	data, err := json.Marshal(streamMessage{Type: KindClient, Client: &c})
+	if err != nil {
+		// A Client has only plain fields; this cannot happen.
+		s.log.Error("encoding stream message", keyErr, err)
+		return
+	}
+	m := message{seq: seq, data: data}
+
+	for _, v := range *viewers {
+		if v.gone.Load() || !clientMatch(&v.filter, &c) {
+			continue
+		}
+		select {
+		case v.send <- m:
+		default:
+			if s.stopViewer(v, websocket.CloseTryAgainLater, reasonTooSlow) {
+				s.slow.Add(1)
+			}
+		}
+	}
+}
+
 // Viewers returns the number of stream viewers connected and not dropped.
 func (s *Server) Viewers() int { return int(s.nviewers.Load()) }
+
+// ViewersDropped returns the number of viewers dropped since start because
+// they did not keep up.
+func (s *Server) ViewersDropped() int64 { return s.slow.Load() }
 
 // addViewer registers a viewer of the live events that match f, counted in
 // s.handlers until its handler calls removeViewer. It returns nil once the

@@ -51,12 +51,14 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// staticHandler serves the page's scripts and styles below /static/: plain
-// files only, no directory listings and not the page template.
+// staticHandler serves the page's scripts and styles below /static/, and
+// the third-party ones below /static/vendor/: plain files only, no
+// directory listings and not the page template.
 func staticHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/static/")
-		if name == "" || name != path.Clean(name) || strings.Contains(name, "/") ||
+		base := strings.TrimPrefix(name, "vendor/")
+		if base == "" || name != path.Clean(name) || strings.Contains(base, "/") ||
 			strings.HasSuffix(name, ".html") {
 			http.NotFound(w, r)
 			return

@@ -1,7 +1,10 @@
 package ui
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -53,7 +56,11 @@ func TestPage(t *testing.T) {
 			t.Errorf("the event table lacks the %q column", col)
 		}
 	}
-	for _, id := range []string{`id="conn"`, `id="stats"`, `id="clients"`, `id="filters"`} {
+	for _, id := range []string{
+		`id="conn"`, `id="stats"`, `id="clients"`, `id="filters"`, `id="chart"`,
+		`id="outcome-counts"`, `id="diagnosis-counts"`, `id="client-view"`, `id="pause"`,
+		`id="older"`, `id="export-csv"`, `id="report-html"`,
+	} {
 		if !strings.Contains(page, id) {
 			t.Errorf("the page lacks %s", id)
 		}
@@ -62,8 +69,8 @@ func TestPage(t *testing.T) {
 	// Every asset the page links loads with the token the page was opened
 	// with.
 	refs := assetRef.FindAllStringSubmatch(page, -1)
-	if len(refs) != 3 {
-		t.Fatalf("asset links %v; want style.css, model.js, app.js", refs)
+	if len(refs) != 5 {
+		t.Fatalf("asset links %v; want uPlot's css and js, style.css, model.js, app.js", refs)
 	}
 	wantType := map[string]string{".js": "text/javascript", ".css": "text/css"}
 	for _, ref := range refs {
@@ -91,6 +98,41 @@ func TestPageWithoutToken(t *testing.T) {
 	for _, ref := range assetRef.FindAllStringSubmatch(string(body), -1) {
 		if strings.Contains(ref[1], "token") {
 			t.Errorf("link %s carries a token none was given", ref[1])
+		}
+	}
+}
+
+// TestVendorFiles checks that the embedded third-party files are the ones
+// static/vendor/README names, byte for byte, and that they are served.
+func TestVendorFiles(t *testing.T) {
+	readme, err := staticFiles.ReadFile("static/vendor/README")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := regexp.MustCompile(`(?m)^\s+(?:files:\s+)?package/dist/(\S+)\n\s+sha256 ([0-9a-f]{64})$`).
+		FindAllStringSubmatch(string(readme), -1)
+	if len(sums) != 2 {
+		t.Fatalf("README names %d files with sums; want uPlot's js and css", len(sums))
+	}
+	ts := start(t, New(Config{}, Deps{}))
+	for _, m := range sums {
+		b, err := staticFiles.ReadFile("static/vendor/" + m[1])
+		if err != nil {
+			t.Errorf("%s: %v", m[1], err)
+			continue
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != m[2] {
+			t.Errorf("%s: sha256 %s; README says %s", m[1], got, m[2])
+		}
+		if status, body := get(t, ts, "/static/vendor/"+m[1], nil); status != 200 ||
+			!bytes.Equal(body, b) {
+			t.Errorf("GET /static/vendor/%s: status %d, %d bytes", m[1], status, len(body))
+		}
+	}
+	for _, p := range []string{"/static/vendor/", "/static/vendor/../page.go",
+		"/static/vendor/x/uPlot.min.css", "/static/other/uPlot.min.css"} {
+		if status, _ := get(t, ts, p, nil); status != http.StatusNotFound {
+			t.Errorf("GET %s: status %d; want 404", p, status)
 		}
 	}
 }

@@ -61,6 +61,13 @@ type Deps struct {
 	// store_errors); the UI adds viewers, viewers_dropped and sensor. Nil:
 	// the message carries only the UI's own counters.
 	Stats func() map[string]any
+	// Clients returns every client's health as of now, failing first.
+	// Nil: /api/v1/clients answers 503 and the stream sends no client
+	// messages at its start (PublishClient still forwards changes).
+	Clients func() []inspect.Client
+	// Metrics serves /metrics, behind the token like every other path
+	// but /healthz. Nil: /metrics answers 404.
+	Metrics http.Handler
 	// Logger receives the server's logs. Nil: logs are discarded.
 	Logger *slog.Logger
 }
@@ -100,8 +107,9 @@ type Server struct {
 	closed   bool           // set on shutdown, under mu; no viewer joins after it
 	handlers sync.WaitGroup // stream handlers still running
 
-	nviewers atomic.Int64 // viewers not yet stopped
-	slow     atomic.Int64 // viewers dropped because their buffer was full
+	nviewers  atomic.Int64  // viewers not yet stopped
+	slow      atomic.Int64  // viewers dropped because their buffer was full
+	clientSeq atomic.Uint64 // numbers the client messages, in publish order
 }
 
 // Defaults of the stream.
@@ -142,8 +150,12 @@ func New(cfg Config, d Deps) *Server {
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("GET /api/v1/events", s.serveEvents)
 	mux.HandleFunc("GET /api/v1/active", s.serveActive)
+	mux.HandleFunc("GET /api/v1/clients", s.serveClients)
 	mux.HandleFunc("GET /api/v1/stream", s.serveStream)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
+	if d.Metrics != nil {
+		mux.Handle("GET /metrics", d.Metrics)
+	}
 	s.handler = secureHeaders(s.requireToken(mux))
 	return s
 }

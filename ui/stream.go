@@ -36,8 +36,9 @@ var (
 
 // serveStream upgrades to a websocket and sends, in order: the replay from
 // the store (backfill=N or after=ID), the tunnels open now as open
-// messages, a first stats message, then live messages until the viewer
-// leaves, falls behind or the server shuts down.
+// messages, the clients that match the viewer's client and user filters as
+// client messages, a first stats message, then live messages until the
+// viewer leaves, falls behind or the server shuts down.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	sq, err := parseStreamQuery(r.URL.Query(), time.Now())
 	if err != nil {
@@ -76,9 +77,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	replayed, err := s.catchUp(ctx, conn, v, sq)
+	sent, err := s.catchUp(ctx, conn, v, sq)
 	if err == nil {
-		err = s.writeLoop(conn, v, replayed)
+		err = s.writeLoop(conn, v, sent)
 	}
 	s.removeViewer(v)
 
@@ -103,10 +104,16 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// caughtUp is what a catch-up sent, so that the live queue can skip it.
+type caughtUp struct {
+	replayed  map[int64]bool // ids of the stored events sent
+	clientSeq uint64         // client messages up to this number are in the snapshot
+}
+
 // catchUp sends what a viewer asked to see before the live messages, and
-// returns the ids of the stored events it sent.
+// says what it sent.
 func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
-	sq streamQuery) (map[int64]bool, error) {
+	sq streamQuery) (caughtUp, error) {
 	replayed := make(map[int64]bool)
 
 	// The store answers newest first; the viewer gets them oldest first.
@@ -114,16 +121,16 @@ func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
 		events, err := s.deps.Events.Events(ctx, f)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, errStopped
+				return caughtUp{}, errStopped
 			}
-			return nil, fmt.Errorf("%w: %w", errReplay, err)
+			return caughtUp{}, fmt.Errorf("%w: %w", errReplay, err)
 		}
 		if len(events) > f.Limit {
 			events = events[:f.Limit]
 		}
 		for i := len(events) - 1; i >= 0; i-- {
 			if err := s.writeEvent(conn, v, KindEvent, events[i]); err != nil {
-				return nil, err
+				return caughtUp{}, err
 			}
 			replayed[events[i].ID] = true
 		}
@@ -141,21 +148,36 @@ func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
 				continue
 			}
 			if err := s.writeEvent(conn, v, KindOpen, ev); err != nil {
-				return nil, err
+				return caughtUp{}, err
+			}
+		}
+	}
+
+	// The clients as they are now. A change published before the
+	// snapshot was taken is in it; the live queue skips its message,
+	// which would otherwise show an older state after this newer one.
+	seq := s.clientSeq.Load()
+	if s.deps.Clients != nil {
+		for _, c := range s.deps.Clients() {
+			if !clientMatch(&v.filter, &c) {
+				continue
+			}
+			if err := s.writeClient(conn, v, c); err != nil {
+				return caughtUp{}, err
 			}
 		}
 	}
 
 	// The first stats message tells the page that the catch-up is over.
 	if err := s.write(conn, s.statsMessage()); err != nil {
-		return nil, err
+		return caughtUp{}, err
 	}
-	return replayed, nil
+	return caughtUp{replayed: replayed, clientSeq: seq}, nil
 }
 
 // writeLoop sends live messages, stats and pings until the viewer is
 // stopped or a write fails.
-func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, replayed map[int64]bool) error {
+func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, sent caughtUp) error {
 	ping := time.NewTicker(s.pingPeriod)
 	defer ping.Stop()
 	stats := time.NewTicker(s.statsPeriod)
@@ -174,7 +196,7 @@ func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, replayed map[int64]b
 		case <-v.done:
 			return nil
 		case m := <-v.send:
-			if replayed[m.id] {
+			if (m.id != 0 && sent.replayed[m.id]) || (m.seq != 0 && m.seq <= sent.clientSeq) {
 				continue
 			}
 			if err := s.write(conn, m.data); err != nil {
@@ -223,6 +245,21 @@ func (s *Server) writeEvent(conn *websocket.Conn, v *viewer, kind string,
 	data, err := json.Marshal(streamMessage{Type: kind, Event: &ev})
 	if err != nil {
 		return fmt.Errorf("encoding event %d: %w", ev.ID, err)
+	}
+	return s.write(conn, data)
+}
+
+// writeClient sends one client message, unless the viewer has been
+// stopped.
+func (s *Server) writeClient(conn *websocket.Conn, v *viewer, c inspect.Client) error {
+	select {
+	case <-v.done:
+		return errStopped
+	default:
+	}
+	data, err := json.Marshal(streamMessage{Type: KindClient, Client: &c})
+	if err != nil {
+		return fmt.Errorf("encoding client %s: %w", c.ClientIP, err)
 	}
 	return s.write(conn, data)
 }

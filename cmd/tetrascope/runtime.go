@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tetrascope/tetrascope/inspect"
+	"github.com/tetrascope/tetrascope/metrics"
 	"github.com/tetrascope/tetrascope/pipeline"
 	"github.com/tetrascope/tetrascope/store"
 	"github.com/tetrascope/tetrascope/ui"
@@ -54,6 +55,7 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 		return nil, fmt.Errorf("reading the last event id: %w", err)
 	}
 	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID, unlock: unlock}
+	met := rt.metrics()
 	rt.page = ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor},
 		ui.Deps{
 			Events: st,
@@ -63,17 +65,24 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 				}
 				return rt.active()
 			},
-			Health: func() []string { return rt.health(ctx) },
-			Stats:  rt.statsMap,
-			Logger: log.With("component", "ui"),
+			Health:  func() []string { return rt.health(ctx) },
+			Stats:   rt.statsMap,
+			Clients: func() []inspect.Client { return rt.pipe.Clients() },
+			Metrics: met.Handler(),
+			Logger:  log.With("component", "ui"),
 		})
 	corr := cfg.correlation()
 	rt.pipe = pipeline.New(pipeline.Config{
-		Queue:       cfg.Events.Queue,
-		RecordOther: cfg.Events.RecordOther,
-		Check:       store.Check,
-		Correlation: &corr,
-	}, st, rt.page.Publish, log.With("component", "pipeline"))
+		Queue:         cfg.Events.Queue,
+		RecordOther:   cfg.Events.RecordOther,
+		Check:         store.Check,
+		Correlation:   &corr,
+		PublishClient: rt.page.PublishClient,
+		OnAppend:      met.ObserveAppend,
+	}, st, func(kind string, ev inspect.Event) {
+		rt.page.Publish(kind, ev)
+		met.Observe(kind, ev)
+	}, log.With("component", "pipeline"))
 	if err := rt.warm(ctx, corr.StateWindow()); err != nil {
 		rt.close()
 		return nil, err
@@ -104,6 +113,27 @@ func (rt *runtime) warm(ctx context.Context, window time.Duration) error {
 		rt.log.Info("client health restored from the store", "events", len(all))
 	}
 	return nil
+}
+
+// metrics builds the /metrics registry; its gauges read the pipeline, the
+// page and the sensor at scrape time, once they exist.
+func (rt *runtime) metrics() *metrics.Registry {
+	return metrics.New(metrics.Sources{
+		OpenTunnels: func() int {
+			if rt.active == nil {
+				return 0
+			}
+			return len(rt.active())
+		},
+		Clients:        func() []inspect.Client { return rt.pipe.Clients() },
+		Viewers:        func() int { return rt.page.Viewers() },
+		ViewersDropped: func() int64 { return rt.page.ViewersDropped() },
+		Pipeline: func() metrics.PipelineCounts {
+			s := rt.pipe.Stats()
+			return metrics.PipelineCounts{Dropped: s.Dropped, Stored: s.Stored,
+				NotStored: s.NotStored, StoreErrors: s.StoreErrors, Invalid: s.Invalid}
+		},
+	})
 }
 
 func (rt *runtime) statsMap() map[string]any {
@@ -151,9 +181,6 @@ func (rt *runtime) run(ctx context.Context, s sensor) error {
 	g.Go(func() error { prune(sctx, rt.store, rt.cfg.Retention, rt.log); return nil })
 
 	serr := s.Run(sctx)
-	if serr != nil && ctx.Err() == nil {
-		rt.log.Error("sensor stopped", "error", serr)
-	}
 
 	stopSensor()
 	stopPipe()

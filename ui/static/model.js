@@ -165,6 +165,18 @@
       return after;
     }
 
+    // oldestId returns the smallest id held, or 0 when empty.
+    oldestId() {
+      return this.ids.length ? this.ids[0] : 0;
+    }
+
+    // grow raises the cap by n rows, to at most max, so that older pages
+    // fit below the rows held; it returns how many rows now fit.
+    grow(n, max) {
+      this.cap = Math.min(max, Math.max(this.cap, this.ids.length + n));
+      return this.cap - this.ids.length;
+    }
+
     // newGeneration starts a (re)connection.
     newGeneration() {
       this.generation++;
@@ -299,7 +311,7 @@
     if (!code) {
       return { text: '', meaning: '' };
     }
-    const signed = code >= 2147483648 ? code - 4294967296 : code;
+    const signed = signedCode(code);
     let meaning = LASTERRORS[String(signed)];
     if (!meaning && signed <= -2100 && signed >= -2199) {
       meaning = 'network or proxy class, unmapped';
@@ -307,8 +319,261 @@
     return { text: code + ' (' + signed + ')', meaning: meaning || '' };
   }
 
+  // --- the overview ------------------------------------------------------
+
+  const MINUTE = 60000;
+
+  // parseWindow reads a window such as '15m', '1h' or '24h' into
+  // milliseconds; anything else gives an hour.
+  function parseWindow(w) {
+    const m = /^(\d+)([mh])$/.exec(w || '');
+    if (!m || Number(m[1]) <= 0) {
+      return 60 * MINUTE;
+    }
+    return Number(m[1]) * (m[2] === 'h' ? 60 : 1) * MINUTE;
+  }
+
+  // Overview counts ended events per minute: per outcome, per diagnosis,
+  // and tetra successes and failures, for a sliding window. Each event id
+  // is counted once, however often it arrives (a replay after a reconnect
+  // sends some again).
+  class Overview {
+    constructor(windowMs) {
+      this.windowMs = windowMs;
+      this.reset();
+    }
+
+    reset() {
+      this.buckets = new Map(); // minute start (ms) -> bucket
+      this.seen = new Map(); // id -> minute start
+    }
+
+    // add counts one ended event; it returns false when the event is open,
+    // malformed or already counted.
+    add(ev) {
+      if (!ev || typeof ev.id !== 'number' || !ev.outcome || this.seen.has(ev.id)) {
+        return false;
+      }
+      const t = Date.parse(ev.time);
+      if (!isFinite(t)) {
+        return false;
+      }
+      const minute = Math.floor(t / MINUTE) * MINUTE;
+      let b = this.buckets.get(minute);
+      if (!b) {
+        b = { total: 0, tetraOK: 0, tetraFail: 0, outcomes: new Map(), diagnoses: new Map() };
+        this.buckets.set(minute, b);
+      }
+      b.total++;
+      b.outcomes.set(ev.outcome, (b.outcomes.get(ev.outcome) || 0) + 1);
+      if (ev.diagnosis) {
+        b.diagnoses.set(ev.diagnosis, (b.diagnoses.get(ev.diagnosis) || 0) + 1);
+      }
+      if (ev.endpoint === 'tetra') {
+        if (ev.outcome === 'ok') {
+          b.tetraOK++;
+        } else if (isFailure(ev.outcome)) {
+          b.tetraFail++;
+        }
+      }
+      this.seen.set(ev.id, minute);
+      return true;
+    }
+
+    // first is the start of the oldest minute inside the window at now.
+    first(now) {
+      return Math.floor((now - this.windowMs) / MINUTE) * MINUTE + MINUTE;
+    }
+
+    // prune forgets the minutes that left the window.
+    prune(now) {
+      const first = this.first(now);
+      let gone = false;
+      for (const minute of this.buckets.keys()) {
+        if (minute < first) {
+          this.buckets.delete(minute);
+          gone = true;
+        }
+      }
+      if (gone) {
+        for (const [id, minute] of this.seen) {
+          if (minute < first) {
+            this.seen.delete(id);
+          }
+        }
+      }
+    }
+
+    // counts sums the window: events, per outcome, per diagnosis, tetra
+    // successes and failures.
+    counts(now) {
+      const first = this.first(now);
+      const c = { total: 0, tetraOK: 0, tetraFail: 0, outcomes: new Map(), diagnoses: new Map() };
+      for (const [minute, b] of this.buckets) {
+        if (minute < first) {
+          continue;
+        }
+        c.total += b.total;
+        c.tetraOK += b.tetraOK;
+        c.tetraFail += b.tetraFail;
+        for (const [k, n] of b.outcomes) {
+          c.outcomes.set(k, (c.outcomes.get(k) || 0) + n);
+        }
+        for (const [k, n] of b.diagnoses) {
+          c.diagnoses.set(k, (c.diagnoses.get(k) || 0) + n);
+        }
+      }
+      return c;
+    }
+
+    // series returns the chart's data: every minute of the window, in
+    // seconds since the epoch, with the tetra successes and failures of
+    // each (zero included).
+    series(now) {
+      const xs = [];
+      const ok = [];
+      const fail = [];
+      const last = Math.floor(now / MINUTE) * MINUTE;
+      for (let m = this.first(now); m <= last; m += MINUTE) {
+        const b = this.buckets.get(m);
+        xs.push(m / 1000);
+        ok.push(b ? b.tetraOK : 0);
+        fail.push(b ? b.tetraFail : 0);
+      }
+      return [xs, ok, fail];
+    }
+  }
+
+  // --- clients -------------------------------------------------------------
+
+  // The order of states: the ones that need attention first.
+  const STATE_RANK = { failing: 0, silent: 1, unknown: 2, healthy: 3 };
+
+  // The diagnoses of DESIGN.md, in their order of priority.
+  const DIAGNOSES = [
+    'proxy_auth', 'upstream_proxy', 'dns', 'revocation_blocked', 'revocation_outside',
+    'tls_interception', 'connect_blocked', 'interrupted_download', 'silent',
+  ];
+
+  // clientKey identifies a client: one address seen by one sensor.
+  function clientKey(c) {
+    return (c.sensor || '') + '|' + (c.client_ip || '');
+  }
+
+  // compareIP orders IPv4 addresses numerically, anything else as text.
+  function compareIP(a, b) {
+    const pa = /^\d+\.\d+\.\d+\.\d+$/.test(a) ? a.split('.').map(Number) : null;
+    const pb = /^\d+\.\d+\.\d+\.\d+$/.test(b) ? b.split('.').map(Number) : null;
+    if (pa && pb) {
+      for (let i = 0; i < 4; i++) {
+        if (pa[i] !== pb[i]) {
+          return pa[i] - pb[i];
+        }
+      }
+      return 0;
+    }
+    return String(a || '').localeCompare(String(b || ''));
+  }
+
+  function timeOf(t) {
+    const v = t ? Date.parse(t) : NaN;
+    return isFinite(v) ? v : -Infinity;
+  }
+
+  function rankOf(c) {
+    return c.state in STATE_RANK ? STATE_RANK[c.state] : 4;
+  }
+
+  function diagnosisRank(c) {
+    const i = DIAGNOSES.indexOf(c.diagnosis);
+    return i < 0 ? DIAGNOSES.length : i;
+  }
+
+  // The sort keys of the clients table. Each compares two clients in the
+  // column's natural order; 'state' is the default: failing, silent,
+  // unknown, healthy, and the most recently seen first within a state.
+  const CLIENT_SORTS = {
+    state: (a, b) => rankOf(a) - rankOf(b) || timeOf(b.last_seen) - timeOf(a.last_seen),
+    client: (a, b) => compareIP(a.client_ip, b.client_ip) ||
+      String(a.sensor || '').localeCompare(String(b.sensor || '')),
+    diagnosis: (a, b) => diagnosisRank(a) - diagnosisRank(b) || rankOf(a) - rankOf(b),
+    expected: (a, b) => (b.expected_lasterror || 0) - (a.expected_lasterror || 0),
+    reported: (a, b) => (b.reported_lasterror || 0) - (a.reported_lasterror || 0) ||
+      String(a.agreement || '').localeCompare(String(b.agreement || '')),
+    tetra: (a, b) => timeOf(a.last_tetra_ok) - timeOf(b.last_tetra_ok),
+    last: (a, b) => timeOf(b.last_seen) - timeOf(a.last_seen),
+  };
+
+  // sortClients returns the clients ordered by the column by (a key of
+  // CLIENT_SORTS), reversed when desc; ties fall back to the default order,
+  // then the address, so the order is stable.
+  function sortClients(list, by, desc) {
+    const f = CLIENT_SORTS[by] || CLIENT_SORTS.state;
+    const out = Array.from(list);
+    out.sort((a, b) => (desc ? f(b, a) : f(a, b)) || CLIENT_SORTS.state(a, b) ||
+      CLIENT_SORTS.client(a, b));
+    return out;
+  }
+
+  // --- pausing -------------------------------------------------------------
+
+  // PauseBuffer keeps the feed's messages while the feed is paused: per
+  // event id only the latest (an event replaces its open, an open never
+  // replaces its event), and only the newest cap ids, since a table that
+  // keeps cap rows would evict older ones anyway. Nothing is lost that the
+  // unpaused table would have shown.
+  class PauseBuffer {
+    constructor(cap) {
+      this.cap = cap;
+      this.msgs = new Map(); // id -> {type, ev}
+      this.evicted = 0;
+    }
+
+    get size() {
+      return this.msgs.size;
+    }
+
+    add(type, ev) {
+      if ((type !== 'open' && type !== 'event') || !ev || typeof ev.id !== 'number') {
+        return;
+      }
+      const old = this.msgs.get(ev.id);
+      if (old && old.type === 'event' && type === 'open') {
+        return;
+      }
+      this.msgs.set(ev.id, { type, ev });
+      // Evict in batches, so that a long pause costs a sort now and then,
+      // not one per message.
+      if (this.msgs.size > this.cap + Math.max(16, this.cap >> 3)) {
+        const ids = Array.from(this.msgs.keys()).sort((a, b) => a - b);
+        for (const id of ids.slice(0, ids.length - this.cap)) {
+          this.msgs.delete(id);
+          this.evicted++;
+        }
+      }
+    }
+
+    // drain returns the newest cap messages, oldest first, and empties the
+    // buffer.
+    drain() {
+      let out = Array.from(this.msgs.values()).sort((a, b) => a.ev.id - b.ev.id);
+      if (out.length > this.cap) {
+        this.evicted += out.length - this.cap;
+        out = out.slice(out.length - this.cap);
+      }
+      this.msgs.clear();
+      return out;
+    }
+  }
+
+  // signedCode returns the signed form of a lasterror code.
+  function signedCode(code) {
+    return code >= 2147483648 ? code - 4294967296 : code;
+  }
+
   return {
-    OUTCOMES, ENDPOINTS, EventSet, summarize, isFailure, outcomeLabel,
-    humanBytes, humanDuration, relativeTime, lasterrorText,
+    OUTCOMES, ENDPOINTS, DIAGNOSES, EventSet, summarize, isFailure, outcomeLabel,
+    humanBytes, humanDuration, relativeTime, lasterrorText, signedCode,
+    parseWindow, Overview, STATE_RANK, clientKey, compareIP, sortClients, PauseBuffer,
   };
 });

@@ -159,3 +159,110 @@ test('outcome labels carry text and a symbol', () => {
   assert.equal(M.isFailure(''), false);
   assert.equal(M.isFailure('denied'), true);
 });
+
+test('windows', () => {
+  assert.equal(M.parseWindow('15m'), 15 * 60000);
+  assert.equal(M.parseWindow('6h'), 6 * 3600000);
+  assert.equal(M.parseWindow('nonsense'), 3600000);
+  assert.equal(M.parseWindow('0h'), 3600000);
+});
+
+test('the overview counts per minute, once per id, and slides', () => {
+  const base = Date.UTC(2026, 2, 1, 12, 0, 0);
+  const at = (min, sec) => new Date(base + min * 60000 + sec * 1000).toISOString();
+  const o = new M.Overview(10 * 60000);
+  assert.equal(o.add(ev(1, { time: at(0, 5), outcome: 'ok' })), true);
+  assert.equal(o.add(ev(1, { time: at(0, 5), outcome: 'ok' })), false, 'counted once');
+  o.add(ev(2, { time: at(0, 30), outcome: 'tls_aborted', diagnosis: 'revocation_outside' }));
+  o.add(ev(3, { time: at(3, 0), outcome: 'auth_required' }));
+  o.add(ev(4, { time: at(3, 1), outcome: 'dns_failure', endpoint: 'revocation',
+    diagnosis: 'dns' }));
+  o.add(ev(5, { time: at(9, 59), outcome: 'ok' }));
+  assert.equal(o.add(ev(6, { time: at(9, 59) })), false, 'an open event is not counted');
+  assert.equal(o.add(ev(7, { time: 'garbage', outcome: 'ok' })), false);
+
+  const now = base + 9 * 60000 + 59000;
+  const c = o.counts(now);
+  assert.equal(c.total, 5);
+  assert.deepEqual(Object.fromEntries(c.outcomes),
+    { ok: 2, tls_aborted: 1, auth_required: 1, dns_failure: 1 });
+  assert.deepEqual(Object.fromEntries(c.diagnoses), { revocation_outside: 1, dns: 1 });
+  assert.equal(c.tetraOK, 2);
+  assert.equal(c.tetraFail, 1, 'a challenge and revocation traffic are not tetra failures');
+
+  const [xs, ok, fail] = o.series(now);
+  assert.equal(xs.length, 10, 'one point per minute of the window');
+  assert.equal(xs[0], base / 1000);
+  assert.deepEqual(ok, [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  assert.deepEqual(fail, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+  // Two minutes later the first minute has left the window, and its ids
+  // are forgotten.
+  o.prune(now + 2 * 60000);
+  const later = o.counts(now + 2 * 60000);
+  assert.equal(later.total, 3);
+  assert.equal(o.seen.has(1), false);
+  assert.equal(o.seen.has(5), true);
+});
+
+test('clients sort failing and silent first, then by any column', () => {
+  const c = (ip, state, extra) => Object.assign({
+    client_ip: ip, sensor: 's', state, last_seen: '2026-03-01T12:00:00Z',
+  }, extra || {});
+  const list = [
+    c('10.0.0.20', 'healthy', { last_tetra_ok: '2026-03-01T11:00:00Z' }),
+    c('10.0.0.3', 'unknown'),
+    c('10.0.0.100', 'silent', { diagnosis: 'silent', expected_lasterror: 4294965193 }),
+    c('10.0.0.4', 'failing', { diagnosis: 'dns', expected_lasterror: 4294965187,
+      last_seen: '2026-03-01T11:00:00Z' }),
+    c('10.0.0.5', 'failing', { diagnosis: 'proxy_auth', expected_lasterror: 4294965196 }),
+  ];
+  const ips = (l) => l.map((x) => x.client_ip);
+  assert.deepEqual(ips(M.sortClients(list)),
+    ['10.0.0.5', '10.0.0.4', '10.0.0.100', '10.0.0.3', '10.0.0.20'],
+    'failing (most recent first), silent, unknown, healthy');
+  assert.deepEqual(ips(M.sortClients(list, 'client')),
+    ['10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.20', '10.0.0.100']);
+  assert.deepEqual(ips(M.sortClients(list, 'client', true)),
+    ['10.0.0.100', '10.0.0.20', '10.0.0.5', '10.0.0.4', '10.0.0.3']);
+  assert.deepEqual(ips(M.sortClients(list, 'diagnosis')).slice(0, 3),
+    ['10.0.0.5', '10.0.0.4', '10.0.0.100'], 'in the order of priority of diagnoses');
+  assert.deepEqual(ips(M.sortClients(list, 'expected')).slice(0, 3),
+    ['10.0.0.5', '10.0.0.100', '10.0.0.4']);
+  assert.equal(M.sortClients(list, 'tetra', true)[0].client_ip, '10.0.0.20');
+  assert.equal(M.clientKey(list[0]), 's|10.0.0.20');
+  assert.equal(list[0].client_ip, '10.0.0.20', 'the input is not reordered');
+});
+
+test('the pause buffer keeps the latest message per id and the newest ids', () => {
+  const b = new M.PauseBuffer(100);
+  b.add('open', ev(1));
+  b.add('event', ev(1, { outcome: 'ok' }));
+  b.add('open', ev(1));
+  b.add('stats', ev(2));
+  assert.equal(b.size, 1);
+  for (let id = 2; id <= 1000; id++) {
+    b.add('event', ev(id, { outcome: 'ok' }));
+  }
+  assert.ok(b.size <= 100 + 16, 'bounded while paused: ' + b.size);
+  const out = b.drain();
+  assert.equal(out.length, 100);
+  assert.equal(out[0].ev.id, 901);
+  assert.equal(out[99].ev.id, 1000);
+  assert.equal(b.size, 0);
+  assert.equal(b.evicted, 900);
+});
+
+test('an event set grows for older pages up to a maximum', () => {
+  const s = new M.EventSet(3);
+  for (const id of [10, 11, 12]) {
+    s.apply('event', ev(id, { outcome: 'ok' }));
+  }
+  assert.equal(s.oldestId(), 10);
+  assert.equal(s.apply('event', ev(9, { outcome: 'ok' })), null, 'full');
+  assert.equal(s.grow(2, 4), 1);
+  assert.ok(s.apply('event', ev(9, { outcome: 'ok' })));
+  assert.equal(s.grow(2, 4), 0, 'at the maximum');
+  assert.equal(new M.EventSet(5).oldestId(), 0);
+  assert.equal(M.signedCode(4294965187), -2109);
+});
