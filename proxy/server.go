@@ -57,6 +57,7 @@ type Recorder interface {
 // Deps are what the proxy uses. Resolver nil means the system resolver;
 // Catalog nil classifies every host as other.
 type Deps struct {
+	IDs      *inspect.IDs // shared with other sensors of the process; nil: the proxy's own
 	Resolver *resolve.Resolver
 	Catalog  *inspect.Catalog
 	Recorder Recorder
@@ -72,7 +73,7 @@ type Server struct {
 	ports map[int]bool
 	auth  *htpasswd // nil: no client authentication
 
-	ids     inspect.IDs
+	ids     *inspect.IDs
 	conns   atomic.Int64 // client connections open now
 	busy    atomic.Int64 // connections refused over limits.max_connections
 	busyLog atomic.Int64 // unix seconds of the last warning about them
@@ -114,6 +115,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	for _, p := range cfg.AllowPorts {
 		s.ports[p] = true
+	}
+	s.ids = deps.IDs
+	if s.ids == nil {
+		s.ids = new(inspect.IDs)
 	}
 	s.ids.Seed(cfg.FirstID)
 	s.gp = s.newGoproxy()

@@ -326,6 +326,12 @@ func (c *Config) Validate() error {
 	if c.Events.Queue < 1 {
 		bad("events.queue", "must be at least 1, got %d", c.Events.Queue)
 	}
+	if c.Probe.Interval != "" {
+		if d, err := time.ParseDuration(c.Probe.Interval); err != nil || d < time.Minute {
+			bad("probe.interval", "%q: want a duration of at least 1m, or empty for none",
+				c.Probe.Interval)
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:

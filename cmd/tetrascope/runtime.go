@@ -29,8 +29,9 @@ type runtime struct {
 	store  *store.Store
 	pipe   *pipeline.Pipeline
 	page   *ui.Server
-	lastID int64  // the highest event id stored before
-	unlock func() // releases the database lock
+	lastID int64        // the highest event id stored before
+	ids    *inspect.IDs // event ids for every sensor of the process
+	unlock func()       // releases the database lock
 
 	// Set by the caller before run: what the sensor adds to the page.
 	active func() []inspect.Event
@@ -54,7 +55,9 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 		unlock()
 		return nil, fmt.Errorf("reading the last event id: %w", err)
 	}
-	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID, unlock: unlock}
+	rt := &runtime{cfg: cfg, log: log, store: st, lastID: lastID, unlock: unlock,
+		ids: new(inspect.IDs)}
+	rt.ids.Seed(lastID)
 	met := rt.metrics()
 	rt.page = ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor},
 		ui.Deps{

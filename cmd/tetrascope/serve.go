@@ -9,9 +9,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tetrascope/tetrascope/inspect"
 	"github.com/tetrascope/tetrascope/proxy"
 	"github.com/tetrascope/tetrascope/resolve"
 )
@@ -99,7 +101,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Upstream:          up,
 		Htpasswd:          cfg.Auth.Htpasswd,
 		Realm:             cfg.Auth.Realm,
-	}, proxy.Deps{Resolver: res, Catalog: catalog, Recorder: rt.pipe,
+	}, proxy.Deps{IDs: rt.ids, Resolver: res, Catalog: catalog, Recorder: rt.pipe,
 		Logger: log.With("component", "proxy")})
 	if err != nil {
 		rt.close()
@@ -116,6 +118,19 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		"allow_ports", cfg.Allow.ConnectPorts, "dns_servers", cfg.DNS.Servers,
 		"resolve_overrides", len(static), "upstream", redactedURL(cfg.Upstream.URL),
 		"client_auth", cfg.Auth.Htpasswd != "")
+	if cfg.Probe.Interval != "" {
+		every, _ := time.ParseDuration(cfg.Probe.Interval) // checked by Validate
+		host := inspect.DefaultTetraHosts[0]
+		if len(cfg.Endpoints.Tetra) > 0 && !strings.HasPrefix(cfg.Endpoints.Tetra[0], "*") {
+			host = cfg.Endpoints.Tetra[0]
+		}
+		pc, err := probeConfig(cfg, probeFlags{host: host, port: 443, path: "/"})
+		if err != nil {
+			rt.close()
+			return err
+		}
+		go runProbes(ctx, every, pc, rt.ids, cfg.Sensor, rt.pipe, log.With("component", "probe"))
+	}
 	return rt.run(ctx, px)
 }
 

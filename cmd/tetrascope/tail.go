@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tetrascope/tetrascope/inspect"
 	"github.com/tetrascope/tetrascope/inspect/squidlog"
 	"github.com/tetrascope/tetrascope/sidecar"
 )
@@ -65,14 +64,12 @@ func tail(ctx context.Context, cfg *Config, log *slog.Logger, files []string,
 	if err != nil {
 		return err
 	}
-	var ids inspect.IDs
-	ids.Seed(rt.lastID)
 	fl, err := sidecar.New(sidecar.Config{
 		Files:     files,
 		Parser:    parser,
 		Recorder:  rt.pipe,
 		Offsets:   rt.store,
-		NextID:    ids.Next,
+		NextID:    rt.ids.Next,
 		Sensor:    cfg.Sensor,
 		FromStart: fromStart,
 		Log:       log.With("component", "tail"),
