@@ -78,6 +78,13 @@ type fixture struct {
 // 127.0.0.1 and asks an NXDOMAIN server about the rest.
 func start(t *testing.T, ports []int, names ...string) *fixture {
 	t.Helper()
+	return startWith(t, Config{AllowPorts: ports, IdleTimeout: 5 * time.Second}, names...)
+}
+
+// startWith is start with more of the configuration given; the listen
+// address, sensor and allowed clients are filled in.
+func startWith(t *testing.T, cfg Config, names ...string) *fixture {
+	t.Helper()
 	static := map[string][]netip.Addr{}
 	for _, n := range names {
 		static[n] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
@@ -90,14 +97,10 @@ func start(t *testing.T, ports []int, names ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Listen, cfg.Sensor = "127.0.0.1:0", "test"
+	cfg.AllowClients = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	rec := newRecorder()
-	s, err := New(Config{
-		Listen:       "127.0.0.1:0",
-		Sensor:       "test",
-		AllowClients: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		AllowPorts:   ports,
-		IdleTimeout:  5 * time.Second,
-	}, Deps{Resolver: res, Catalog: cat, Recorder: rec})
+	s, err := New(cfg, Deps{Resolver: res, Catalog: cat, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,21 +2,17 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tetrascope/tetrascope/inspect"
-	"github.com/tetrascope/tetrascope/resolve"
 )
 
 // fakeUpstream is a small upstream proxy on loopback. It wants Basic
@@ -168,26 +164,7 @@ func echoOrigin(t *testing.T) int {
 
 func startChained(t *testing.T, up Upstream, htpasswdPath string) *fixture {
 	t.Helper()
-	res, _ := resolve.New(map[string][]netip.Addr{}, []string{nxServer(t)}, time.Second)
-	cat, _ := inspect.NewCatalog(inspect.DefaultTetraHosts, []string{"crl.identrust.com"}, nil)
-	rec := newRecorder()
-	s, err := New(Config{
-		Listen:       "127.0.0.1:0",
-		Sensor:       "test",
-		AllowClients: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		AllowPorts:   []int{443},
-		Upstream:     up,
-		Htpasswd:     htpasswdPath,
-	}, Deps{Resolver: res, Catalog: cat, Recorder: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	u, _ := url.Parse("http://" + s.Addr().String())
-	return &fixture{proxyURL: u, rec: rec, srv: s}
+	return startWith(t, Config{AllowPorts: []int{443}, Upstream: up, Htpasswd: htpasswdPath})
 }
 
 // connectVia sends one CONNECT on c and returns the answer's status.
