@@ -884,3 +884,24 @@ func TestOutcomeCounters(t *testing.T) {
 		t.Fatalf("%d outcomes, counters for %d: raise maxOutcomes", len(Outcomes), maxOutcomes)
 	}
 }
+
+// TestRejectionWhoeverClosedFirst: a client's certificate alert in clear is
+// its rejection even when the server's FIN reached the proxy first.
+func TestRejectionWhoeverClosedFirst(t *testing.T) {
+	cs := NewClients(Correlation{})
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	cl, _ := cs.Add(Event{ID: 1, Time: t0, Sensor: "s", ClientIP: "10.0.0.9", Method: "CONNECT",
+		Host: "tetra-defs.amp.cisco.com", Port: 443, Endpoint: EndpointTetra, Outcome: TLSAborted,
+		Close: ServerFIN, TLSVersion: "TLS 1.2", TLSAlert: "bad_certificate",
+		TLSIssuer: "CN=IdenTrust Server CA,O=IdenTrust"})
+	if cl.Diagnosis != DiagnosisRevocationOutside {
+		t.Fatalf("diagnosis %q, want %s", cl.Diagnosis, DiagnosisRevocationOutside)
+	}
+	// A negotiation alert is not a rejection of the certificate.
+	cl, _ = cs.Add(Event{ID: 2, Time: t0, Sensor: "s", ClientIP: "10.0.0.10", Method: "CONNECT",
+		Host: "tetra-defs.amp.cisco.com", Port: 443, Endpoint: EndpointTetra, Outcome: TLSAborted,
+		Close: ServerFIN, TLSVersion: "TLS 1.2", TLSAlert: "protocol_version"})
+	if cl.Diagnosis == DiagnosisRevocationOutside {
+		t.Fatal("a protocol_version alert taken for a certificate rejection")
+	}
+}

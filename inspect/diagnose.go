@@ -628,13 +628,21 @@ var clientGaveUp = map[string]bool{
 // rejectsServerHandshake reports whether ev is a tetra tunnel the client
 // closed during or right after the server's part of the handshake: the
 // handshake did not complete, the server's hello was seen (so the server
-// had begun its flight) and the client closed first.
+// had begun its flight) and the client closed first, or sent a certificate
+// alert in clear.
 //
 // TODO: Event does not say whether the server's flight was complete, so a
 // client closing in the middle of it counts too; in practice the flight
 // arrives in one piece.
 func rejectsServerHandshake(ev *Event) bool {
-	return ev.Endpoint == EndpointTetra && ev.Outcome == TLSAborted &&
-		(ev.Close == ClientFIN || ev.Close == ClientRST) &&
-		ev.TLSVersion != "" && clientGaveUp[ev.TLSAlert]
+	if ev.Endpoint != EndpointTetra || ev.Outcome != TLSAborted || ev.TLSVersion == "" ||
+		!clientGaveUp[ev.TLSAlert] {
+		return false
+	}
+	// A certificate alert in clear is the client's rejection, whichever
+	// side's FIN the proxy saw first: a server often closes as soon as the
+	// alert arrives.
+	certAlert := ev.TLSAlert != "" && ev.TLSAlert != "close_notify" &&
+		ev.TLSAlert != "user_canceled"
+	return certAlert || ev.Close == ClientFIN || ev.Close == ClientRST
 }
