@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,16 +30,17 @@ func (s *stalledStore) Append(context.Context, []inspect.Event) error {
 
 // drainEvery is how many connections BenchmarkHandOver hands over between
 // two pauses that let the pipeline catch up.
-const drainEvery = 1024
+const drainEvery = 8192
 
 // drain waits, for a moment at most, until the pipeline has taken every
-// message off its queues.
+// message off its input queue and the writer has taken every event off the
+// store's queue, or that queue is full: the writer is stuck.
 func drain(p *Pipeline) {
-	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); {
-		if len(p.in) == 0 && len(p.toStore) == 0 {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		if len(p.in) == 0 && (len(p.toStore) == 0 || len(p.toStore) == cap(p.toStore)) {
 			return
 		}
-		time.Sleep(50 * time.Microsecond)
+		runtime.Gosched()
 	}
 }
 
@@ -62,7 +64,10 @@ func BenchmarkHandOver(b *testing.B) {
 			if stalled {
 				st = &stalledStore{release: release}
 			}
-			p := New(Config{}, st, func(string, inspect.Event) {}, nil)
+			// The writer takes events as they come rather than waiting
+			// to batch them, so that a store that keeps up empties
+			// the queue between two pauses.
+			p := New(Config{BatchWait: -1}, st, func(string, inspect.Event) {}, nil)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
