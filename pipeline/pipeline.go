@@ -105,7 +105,7 @@ type Pipeline struct {
 	mu          sync.Mutex
 	lastErr     string
 	failing     bool
-	lastDropLog time.Time
+	lastDropLog atomic.Int64 // unix seconds
 	lastErrLog  time.Time
 }
 
@@ -158,12 +158,11 @@ func (p *Pipeline) put(k Kind, ev *inspect.Event) {
 }
 
 func (p *Pipeline) drop(n uint64, why string) {
-	p.dropped.Add(n)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.lastDropLog) >= time.Minute {
-		p.lastDropLog = time.Now()
-		p.log.Error("events dropped", "reason", why, "dropped_total", p.dropped.Load())
+	total := p.dropped.Add(n)
+	// Dropping happens under overload: no lock, one log line a minute.
+	now := time.Now().Unix()
+	if last := p.lastDropLog.Load(); now-last >= 60 && p.lastDropLog.CompareAndSwap(last, now) {
+		p.log.Error("events dropped", "reason", why, "dropped_total", total)
 	}
 }
 

@@ -40,7 +40,7 @@ type Resolver struct {
 	timeout time.Duration
 	client  *dns.Client
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	cache map[string]cached
 }
 
@@ -132,9 +132,9 @@ func (r *Resolver) Lookup(ctx context.Context, host string) ([]netip.Addr, error
 	}
 
 	now := time.Now()
-	r.mu.Lock()
+	r.mu.RLock()
 	c, hit := r.cache[name]
-	r.mu.Unlock()
+	r.mu.RUnlock()
 	if hit && now.Before(c.expires) {
 		if c.err != nil {
 			return nil, c.err
