@@ -23,9 +23,11 @@ var allowedProject = map[string][]string{
 	"proxy":            {"inspect", "inspect/tlsrec", "resolve"},
 	"sidecar":          {"inspect", "inspect/squidlog"},
 	"probe":            {"inspect", "resolve"},
+	"report":           {"inspect"},
 	"probe/probetest":  {"inspect", "resolve"},
 	"cmd/tetrascope":   nil, // cmd wires everything
 	"cmd/tsbench":      nil, // the benchmark harness drives the whole binary
+	"cmd/tssoak":       nil, // the soak harness drives the whole binary
 	"":                 {},
 	"e2e":              nil,
 }

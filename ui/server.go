@@ -68,6 +68,9 @@ type Deps struct {
 	// Metrics serves /metrics, behind the token like every other path
 	// but /healthz. Nil: /metrics answers 404.
 	Metrics http.Handler
+	// Report serves GET /api/v1/report and LastErrors POST
+	// /api/v1/lasterrors, both behind the token. Nil: 404.
+	Report, LastErrors http.Handler
 	// Logger receives the server's logs. Nil: logs are discarded.
 	Logger *slog.Logger
 }
@@ -152,6 +155,12 @@ func New(cfg Config, d Deps) *Server {
 	mux.HandleFunc("GET /api/v1/active", s.serveActive)
 	mux.HandleFunc("GET /api/v1/clients", s.serveClients)
 	mux.HandleFunc("GET /api/v1/stream", s.serveStream)
+	if d.Report != nil {
+		mux.Handle("GET /api/v1/report", d.Report)
+	}
+	if d.LastErrors != nil {
+		mux.Handle("POST /api/v1/lasterrors", d.LastErrors)
+	}
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", d.Metrics)

@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{err}
 	})
-	root.AddCommand(newServe(), newTail(), newExplain(), newProbe(), newVersion())
+	root.AddCommand(newServe(), newTail(), newExplain(), newProbe(), newReport(), newVersion())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/tetrascope/tetrascope/inspect"
 	"github.com/tetrascope/tetrascope/metrics"
 	"github.com/tetrascope/tetrascope/pipeline"
+	"github.com/tetrascope/tetrascope/report"
 	"github.com/tetrascope/tetrascope/store"
 	"github.com/tetrascope/tetrascope/ui"
 )
@@ -59,6 +60,8 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 		ids: new(inspect.IDs)}
 	rt.ids.Seed(lastID)
 	met := rt.metrics()
+	corr := cfg.correlation()
+	var imported report.Imported
 	rt.page = ui.New(ui.Config{Listen: cfg.UI.Listen, Token: cfg.UI.Token, Sensor: cfg.Sensor},
 		ui.Deps{
 			Events: st,
@@ -72,9 +75,15 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 			Stats:   rt.statsMap,
 			Clients: func() []inspect.Client { return rt.pipe.Clients() },
 			Metrics: met.Handler(),
-			Logger:  log.With("component", "ui"),
+			Report: report.Handler(report.HandlerConfig{Events: st, Correlation: corr,
+				Endpoints: imported.Get, Logger: log.With("component", "report")}),
+			LastErrors: report.LastErrorsHandler(func(eps []report.Endpoint,
+				errs []report.RowError) {
+				imported.Set(eps, errs)
+				rt.pipe.SetReported(report.ReportedByIP(eps, rt.pipe.Clients()))
+			}),
+			Logger: log.With("component", "ui"),
 		})
-	corr := cfg.correlation()
 	rt.pipe = pipeline.New(pipeline.Config{
 		Queue:         cfg.Events.Queue,
 		RecordOther:   cfg.Events.RecordOther,
