@@ -45,13 +45,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeParamError(w, err)
 		return
 	}
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	bw := &batchWriter{ResponseWriter: w}
+	conn, err := s.upgrader.Upgrade(bw, r, nil)
 	if err != nil {
 		// The upgrader has answered the client already.
 		s.log.Debug("websocket upgrade refused", keyRemoteAddr, r.RemoteAddr, keyErr, err)
 		return
 	}
 	defer conn.Close()
+	if err := bw.conn.flush(); err != nil { // the 101 answer
+		return
+	}
 
 	// Join the live fan-out before reading the store, so that nothing
 	// that ends during the replay is missed; what the replay sends is
@@ -79,7 +83,10 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 
 	sent, err := s.catchUp(ctx, conn, v, sq)
 	if err == nil {
-		err = s.writeLoop(conn, v, sent)
+		err = bw.conn.flush()
+	}
+	if err == nil {
+		err = s.writeLoop(conn, bw.conn, v, sent)
 	}
 	s.removeViewer(v)
 
@@ -175,9 +182,13 @@ func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
 	return caughtUp{replayed: replayed, clientSeq: seq}, nil
 }
 
+// maxBatch bounds the messages written between two flushes.
+const maxBatch = 256
+
 // writeLoop sends live messages, stats and pings until the viewer is
 // stopped or a write fails.
-func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, sent caughtUp) error {
+func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
+	sent caughtUp) error {
 	ping := time.NewTicker(s.pingPeriod)
 	defer ping.Stop()
 	stats := time.NewTicker(s.statsPeriod)
@@ -196,11 +207,26 @@ func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, sent caughtUp) error
 		case <-v.done:
 			return nil
 		case m := <-v.send:
-			if (m.id != 0 && sent.replayed[m.id]) || (m.seq != 0 && m.seq <= sent.clientSeq) {
-				continue
-			}
-			if err := s.write(conn, m.data); err != nil {
-				return err
+			// Take what else arrives within the coalescing pause, then
+			// write it out at once.
+			time.Sleep(coalesce)
+			for n := 0; ; n++ {
+				skip := (m.id != 0 && sent.replayed[m.id]) ||
+					(m.seq != 0 && m.seq <= sent.clientSeq)
+				if !skip {
+					if err := s.write(conn, m.data); err != nil {
+						return err
+					}
+				}
+				if n == maxBatch {
+					break
+				}
+				select {
+				case m = <-v.send:
+					continue
+				default:
+				}
+				break
 			}
 		case <-stats.C:
 			if err := s.write(conn, s.statsMessage()); err != nil {
@@ -211,6 +237,9 @@ func (s *Server) writeLoop(conn *websocket.Conn, v *viewer, sent caughtUp) error
 			if err := conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
 				return fmt.Errorf("sending ping: %w", err)
 			}
+		}
+		if err := bc.flush(); err != nil {
+			return fmt.Errorf("writing to the viewer: %w", err)
 		}
 	}
 }
@@ -308,6 +337,9 @@ func closeConn(conn *websocket.Conn, code int, reason string, readDone <-chan st
 	msg := websocket.FormatCloseMessage(code, reason)
 	deadline := time.Now().Add(closeWait)
 	if err := conn.WriteControl(websocket.CloseMessage, msg, deadline); err != nil {
+		return
+	}
+	if bc, ok := conn.UnderlyingConn().(*batchConn); ok && bc.flush() != nil {
 		return
 	}
 	if readDone == nil {
