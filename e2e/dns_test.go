@@ -48,8 +48,14 @@ func startDNS(t testing.TB, aNames, nxNames []string) *dnsServer {
 	if err != nil {
 		t.Fatalf("dns: %v", err)
 	}
-	s.Addr = pc.LocalAddr().String()
+	s.run(t, pc, ln)
+	return s
+}
 
+// run serves s on pc and ln until the test ends.
+func (s *dnsServer) run(t testing.TB, pc net.PacketConn, ln net.Listener) {
+	t.Helper()
+	s.Addr = pc.LocalAddr().String()
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
 	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve)}
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
@@ -66,7 +72,6 @@ func startDNS(t testing.TB, aNames, nxNames []string) *dnsServer {
 		s.udp.Shutdown()
 		s.tcp.Shutdown()
 	})
-	return s
 }
 
 // listenUDPAndTCP binds UDP and TCP on the same free loopback port.

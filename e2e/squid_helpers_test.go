@@ -93,24 +93,7 @@ func startDNS53(t *testing.T, aNames, nxNames []string) *dnsServer {
 		}
 		t.Skipf("cannot listen on port 53 for Squid's DNS (%v); run as root", lastErr)
 	}
-	s.Addr = pc.LocalAddr().String()
-
-	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
-	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve)}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("dns: server on %s did not start", s.Addr)
-		}
-	}
-	t.Cleanup(func() {
-		s.udp.Shutdown()
-		s.tcp.Shutdown()
-	})
+	s.run(t, pc, ln)
 	return s
 }
 
