@@ -16,8 +16,10 @@
 // each case), only the self-tests with `go test -run TestHarness ./e2e/`.
 // The tests need curl and, for the denied-client case, 127.0.0.3 as a
 // source address (any 127/8 address works on Linux); without them they
-// skip on a developer machine and fail when CI=true. When a test fails,
-// the serve log and database are kept under e2e/artifacts/<test name>/.
+// skip on a developer machine and fail when CI=true. The store fault tests
+// (faults_test.go) mount a small tmpfs and use chattr, which need root,
+// with the same rule. When a test fails, the serve log and database are
+// kept under e2e/artifacts/<test name>/.
 package e2e
 
 import (

@@ -35,6 +35,7 @@ type serveConfig struct {
 	Resolve      []string // --resolve, HOST=IP
 	AllowPorts   []int    // --allow-ports
 	AllowClients []string // --allow-clients, CIDRs
+	Config       string   // --config file; empty: none
 }
 
 // args returns the command-line arguments, list flags comma-separated.
@@ -55,6 +56,9 @@ func (c serveConfig) args() []string {
 	}
 	if len(c.AllowClients) > 0 {
 		a = append(a, "--allow-clients", strings.Join(c.AllowClients, ","))
+	}
+	if c.Config != "" {
+		a = append(a, "--config", c.Config)
 	}
 	return a
 }

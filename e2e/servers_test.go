@@ -50,6 +50,9 @@ type tlsServerOptions struct {
 	// headers and this many body bytes, then reset the TCP connection
 	// (SO_LINGER 0 and close) without a TLS close_notify.
 	ResetAfter int
+	// Listen is the loopback address to listen on, such as "[::1]:0";
+	// empty means 127.0.0.1 on a free port.
+	Listen string
 }
 
 // tlsServer is an HTTPS/1.1 server on 127.0.0.1 that answers every GET with
@@ -76,7 +79,11 @@ type tlsServer struct {
 // ends.
 func startTLSServer(t testing.TB, p *testPKI, opts tlsServerOptions) *tlsServer {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	network, addr := "tcp4", "127.0.0.1:0"
+	if opts.Listen != "" {
+		network, addr = "tcp", opts.Listen
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatalf("tls server: %v", err)
 	}

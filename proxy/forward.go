@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +96,16 @@ func (s *Server) roundTrip(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Respon
 	if err != nil {
 		return resp, err
 	}
+	// Upgrades are not relayed over plain HTTP (the request went out
+	// without its Upgrade header): goproxy would take the connection over
+	// for a websocket and leave it to nobody. An origin that switches
+	// anyway is a broken answer.
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		_ = resp.Body.Close()
+		return nil, errors.New("the origin switched protocols (101) although no upgrade " +
+			"was asked; this proxy relays upgrades only through CONNECT")
+	}
+	resp.Header.Del("Upgrade")
 	st.o.Event.UpstreamStatus = resp.StatusCode
 	if st.upstream && (resp.StatusCode == http.StatusProxyAuthRequired ||
 		resp.Header.Get("X-Squid-Error") != "") {
@@ -157,6 +168,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 		r.Body = reqBody
 	}
 	cw := &countingWriter{ResponseWriter: w}
+	// Upgrade is hop-by-hop; like Squid by default, the request goes on as
+	// an ordinary one (goproxy keeps the header for websockets).
+	r.Header.Del("Upgrade")
 	r = r.WithContext(context.WithValue(r.Context(), httpObsKey{}, st))
 	s.gp.ServeHTTP(cw, r)
 
@@ -223,6 +237,23 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// copyBufs are the buffers of countingWriter.ReadFrom.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadFrom copies a response body to the client with a pooled buffer:
+// without it, io.Copy (goproxy's) would allocate 32 KiB per request.
+func (w *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writeOnly{w}, src, *bp)
+}
+
+// writeOnly hides countingWriter's ReadFrom from io.CopyBuffer, which would
+// otherwise call it again.
+type writeOnly struct{ w *countingWriter }
+
+func (o writeOnly) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // Flush passes flushes through for streamed answers.
 func (w *countingWriter) Flush() {

@@ -52,7 +52,7 @@ func (r *recorder) next(t *testing.T) inspect.Event {
 }
 
 // nxServer answers NXDOMAIN for every name, on a loopback UDP port.
-func nxServer(t *testing.T) string {
+func nxServer(t testing.TB) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,6 +47,11 @@ type Config struct {
 	Upstream          Upstream // the proxy to chain to; zero: direct
 	Htpasswd          string   // clients must authenticate against it; empty: no
 	Realm             string   // realm of our Basic challenge
+	// OtherListeners are this program's other listen addresses (the page
+	// and API), host:port: never dialled, like the proxy's own, so that a
+	// client cannot reach a page bound to loopback through the proxy.
+	// Empty: only the proxy's own address is refused.
+	OtherListeners []string
 }
 
 // Recorder receives the events of the proxy. Its methods must not block.
@@ -162,8 +168,12 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	own := ownAddrs(ln.Addr().String())
+	for _, a := range s.cfg.OtherListeners {
+		own = append(own, ownAddrs(a)...)
+	}
 	s.mu.Lock()
-	s.addrs = ownAddrs(ln.Addr())
+	s.addrs = own
 	s.mu.Unlock()
 	close(s.ready)
 
@@ -172,7 +182,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          log.New(serverLog{s.log}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
@@ -212,13 +222,49 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// ownAddrs lists the addresses a listener answers on, so that a CONNECT to
-// one of them (a loop) is refused.
-func ownAddrs(a net.Addr) []netip.AddrPort {
-	ap, err := netip.ParseAddrPort(a.String())
+// serverLog takes net/http's own log lines. A handler that panicked lost
+// its request (net/http closes the connection and goes on): an error. The
+// rest, such as clients resetting while a request is read, is debug.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if first, stack, _ := strings.Cut(msg, "\n"); strings.HasPrefix(first, "http: panic serving") {
+		l.log.Error("request handler panicked; its connection was closed", "error", first,
+			"stack", truncate(stack, 4000))
+	} else {
+		l.log.Debug(msg)
+	}
+	return len(p), nil
+}
+
+// ownAddrs lists the addresses a listener on hostport answers on, so that
+// a CONNECT to one of them (a loop) is refused. A listener on all
+// interfaces is listed with the unspecified address and each interface's.
+func ownAddrs(hostport string) []netip.AddrPort {
+	host, portStr, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil
 	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil
+	}
+	var a netip.Addr
+	switch host {
+	case "":
+		a = netip.IPv6Unspecified()
+	case "localhost":
+		return []netip.AddrPort{
+			netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)),
+			netip.AddrPortFrom(netip.IPv6Loopback(), uint16(port)),
+		}
+	default:
+		if a, err = netip.ParseAddr(host); err != nil {
+			return nil
+		}
+	}
+	ap := netip.AddrPortFrom(a.Unmap(), uint16(port))
 	if !ap.Addr().IsUnspecified() {
 		return []netip.AddrPort{ap}
 	}
@@ -226,17 +272,22 @@ func ownAddrs(a net.Addr) []netip.AddrPort {
 	ifaddrs, _ := net.InterfaceAddrs()
 	for _, ia := range ifaddrs {
 		if p, err := netip.ParsePrefix(ia.String()); err == nil {
-			out = append(out, netip.AddrPortFrom(p.Addr(), ap.Port()))
+			out = append(out, netip.AddrPortFrom(p.Addr().Unmap(), ap.Port()))
 		}
 	}
 	return out
 }
 
+// isOwn reports whether ap is one of our listeners. A listener on all
+// interfaces also answers on every loopback address; remote hosts that
+// happen to use the same port (an upstream proxy on 3128) are not loops.
 func (s *Server) isOwn(ap netip.AddrPort) bool {
+	addr := ap.Addr().Unmap()
+	local := addr.IsLoopback() || addr.IsUnspecified()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.addrs {
-		if a.Port() == ap.Port() && (a.Addr() == ap.Addr() || a.Addr().IsUnspecified()) {
+		if a.Port() == ap.Port() && (a.Addr() == addr || a.Addr().IsUnspecified() && local) {
 			return true
 		}
 	}
@@ -298,6 +349,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if c, ok := r.Context().Value(connKey{}).(*clientConn); ok {
 		c.headN.Store(0)
+		c.handled.Store(true)
 	}
 	o := &inspect.Observation{Event: s.newEvent(r, start), ContentLength: -1}
 	ev := &o.Event
@@ -518,6 +570,9 @@ type clientConn struct {
 	s        *Server
 	closed   atomic.Bool
 	recorded bool
+	// handled says the handler ran for the request whose answer comes
+	// next; an answer written without it is net/http's own.
+	handled atomic.Bool
 
 	pinMu  sync.Mutex
 	pinned *upstreamConn
@@ -593,15 +648,21 @@ func (c *clientConn) takePinned() *upstreamConn {
 	return u
 }
 
-// Write spots the answers net/http sends without calling the handler: they
-// carry no Date header, which every answer written through a handler has.
+// Write spots the answers net/http sends without calling the handler: a
+// 400, 431 or 501 for a request it cannot read, and a 417 for an Expect
+// header other than 100-continue. The first carry no Date header, which
+// every answer written through a handler has; the 417 is told apart by no
+// handler having run for its request.
 func (c *clientConn) Write(p []byte) (int, error) {
-	if !c.recorded && len(p) > 12 && bytes.HasPrefix(p, []byte("HTTP/1.1 ")) &&
-		(p[9] == '4' || p[9] == '5') {
-		head, body, _ := bytes.Cut(p, []byte("\r\n\r\n"))
-		if !bytes.Contains(head, []byte("\r\nDate: ")) {
-			c.recorded = true
-			c.s.recordServerError(c, head, body)
+	if len(p) > 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] != '1' {
+		handled := c.handled.Swap(false)
+		if !c.recorded && !handled && (p[9] == '4' || p[9] == '5') {
+			head, body, _ := bytes.Cut(p, []byte("\r\n\r\n"))
+			if !bytes.Contains(head, []byte("\r\nDate: ")) ||
+				bytes.HasPrefix(head[9:], []byte("417 ")) {
+				c.recorded = true
+				c.s.recordServerError(c, head, body)
+			}
 		}
 	}
 	return c.TCPConn.Write(p)
@@ -622,6 +683,8 @@ func (s *Server) recordServerError(c *clientConn, head, body []byte) {
 	case http.StatusRequestHeaderFieldsTooLarge:
 		reason = fmt.Sprintf("request headers larger than limits.max_header_bytes (%d): %s",
 			s.cfg.MaxHeaderBytes, c.requestLine())
+	case http.StatusExpectationFailed:
+		reason = "unsupported Expect header: " + c.requestLine()
 	}
 	ev := inspect.Event{
 		ID:       s.ids.Next(),

@@ -29,6 +29,10 @@ const (
 
 var sniffPool = sync.Pool{New: func() any { b := make([]byte, sniffBuf); return &b }}
 
+// established is the answer to a CONNECT whose tunnel is up; a variable, so
+// that writing it does not convert and allocate for every tunnel.
+var established = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+
 // connect serves a CONNECT directly: dial, answer, relay.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
 	start time.Time) {
@@ -78,7 +82,7 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, o *inspect.Obser
 		s.wg.Done()
 	}()
 
-	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+	if _, err := client.Write(established); err != nil {
 		_ = client.Close()
 		_ = server.Close()
 		ev.Close = inspect.ClientRST
@@ -105,6 +109,11 @@ type tunnel struct {
 
 	up, down atomic.Int64
 	last     atomic.Int64 // unix nanos of the last byte moved
+
+	// limit bounds each splice of a direction to a chunk; kept here, so
+	// that a chunk does not allocate one.
+	limit [2]io.LimitedReader
+
 	closeMu  sync.Mutex
 	close    inspect.Close // the first way it ended wins
 	stopping atomic.Bool
@@ -176,7 +185,9 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			}
 			eof = errors.Is(err, io.EOF)
 		} else {
-			n, err = dst.ReadFrom(&io.LimitedReader{R: src, N: chunk})
+			lr := &t.limit[dir]
+			lr.R, lr.N = src, chunk
+			n, err = dst.ReadFrom(lr)
 			eof = err == nil && n < chunk
 		}
 		if n > 0 {
@@ -195,8 +206,14 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			if t.stopping.Load() {
 				return
 			}
-			idle := time.Since(time.Unix(0, t.last.Load()))
-			if idle < t.s.cfg.IdleTimeout {
+			last := time.Unix(0, t.last.Load())
+			if time.Since(last) < t.s.cfg.IdleTimeout {
+				if n == 0 {
+					// Nothing came this tick: sleep until something
+					// does or the tunnel may have gone idle, so that
+					// a quiet tunnel costs no wake-up every tick.
+					waitReadable(src, last.Add(t.s.cfg.IdleTimeout))
+				}
 				continue
 			}
 			t.setClose(inspect.IdleTimeout)
@@ -284,6 +301,21 @@ func alive(c *net.TCPConn) bool {
 		return true
 	})
 	return ok
+}
+
+// waitReadable blocks until c has bytes or its end to read, or until
+// deadline, and reads nothing.
+func waitReadable(c *net.TCPConn, deadline time.Time) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(deadline)
+	_ = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
 }
 
 func (t *tunnel) snapshot() inspect.Event {

@@ -105,7 +105,8 @@ func Check(e *inspect.Event) error {
 // Append stores events in one transaction: all of them or, on error, none.
 // An event whose sensor and id are already stored replaces the stored one.
 // Events that fail Check make the whole call fail before anything is
-// written. A nil or empty slice is a no-op.
+// written, and so does a database file removed or replaced since Open
+// (see Ping). A nil or empty slice is a no-op.
 func (s *Store) Append(ctx context.Context, events []inspect.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -117,6 +118,9 @@ func (s *Store) Append(ctx context.Context, events []inspect.Event) error {
 }
 
 func (s *Store) append(ctx context.Context, events []inspect.Event) error {
+	if err := s.checkFile(); err != nil {
+		return err
+	}
 	for i := range events {
 		if err := Check(&events[i]); err != nil {
 			return err

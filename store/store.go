@@ -69,7 +69,8 @@ type Store struct {
 	w    *sql.DB // exactly one connection: every write goes through it
 	r    *sql.DB // read-only connections for queries
 
-	insert *sql.Stmt // prepared on w, reused by every Append
+	insert *sql.Stmt   // prepared on w, reused by every Append
+	file   os.FileInfo // the database file as opened; see checkFile
 
 	closeOnce sync.Once
 	closeErr  error
@@ -143,10 +144,16 @@ func open(path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("preparing insert: %w", err)
 	}
+	if s.file, err = os.Stat(path); err != nil {
+		w.Close()
+		return nil, err
+	}
 
 	// The readers; query_only guards against a write slipping past the
-	// writer connection.
+	// writer connection, and mode=rw keeps a reader connection opened
+	// after the file was removed from creating an empty one in its place.
 	r, err := sql.Open(driverName, dsn(path, url.Values{
+		"mode":          {"rw"},
 		"_busy_timeout": {fmt.Sprint(busyTimeoutMS)},
 		"_foreign_keys": {"1"},
 		"_query_only":   {"1"},
@@ -197,10 +204,13 @@ func describe(err error) error {
 	return err
 }
 
-// Ping reports whether both the writer and a reader connection answer;
-// it is meant for /healthz. The writer may be busy with a batch, so give
-// ctx a deadline.
+// Ping reports whether the database file is still the one opened and both
+// the writer and a reader connection answer; it is meant for /healthz. The
+// writer may be busy with a batch, so give ctx a deadline.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.checkFile(); err != nil {
+		return err
+	}
 	if err := s.w.PingContext(ctx); err != nil {
 		return fmt.Errorf("pinging store writer: %w", err)
 	}

@@ -101,6 +101,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Upstream:          up,
 		Htpasswd:          cfg.Auth.Htpasswd,
 		Realm:             cfg.Auth.Realm,
+		OtherListeners:    []string{cfg.UI.Listen},
 	}, proxy.Deps{IDs: rt.ids, Resolver: res, Catalog: catalog, Recorder: rt.pipe,
 		Logger: log.With("component", "proxy")})
 	if err != nil {

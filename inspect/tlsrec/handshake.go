@@ -190,7 +190,9 @@ func (t *Tracker) clientHello(body []byte) {
 // serverHello records the version a ServerHello chooses.
 func (t *Tracker) serverHello(body []byte) {
 	version, retry, ok := parseServerHello(body)
-	if !ok {
+	if !ok || version == 0 {
+		// Version 0 names nothing, and Result's ServerHello means a
+		// version was chosen.
 		t.fail(ServerToClient, "malformed ServerHello")
 		return
 	}
