@@ -79,12 +79,13 @@ type Server struct {
 	ports map[int]bool
 	auth  *htpasswd // nil: no client authentication
 
-	ids     *inspect.IDs
-	conns   atomic.Int64 // client connections open now
-	busy    atomic.Int64 // connections refused over limits.max_connections
-	busyLog atomic.Int64 // unix seconds of the last warning about them
-	tunnels sync.Map     // id -> *tunnel
-	wg      sync.WaitGroup
+	ids         *inspect.IDs
+	conns       atomic.Int64 // client connections open now
+	openTunnels atomic.Int64 // tunnels open now
+	busy        atomic.Int64 // connections refused over limits.max_connections
+	busyLog     atomic.Int64 // unix seconds of the last warning about them
+	tunnels     sync.Map     // id -> *tunnel
+	wg          sync.WaitGroup
 
 	mu    sync.Mutex
 	addrs []netip.AddrPort // our own listeners, never dialled (loops)
@@ -284,8 +285,8 @@ func ownAddrs(hostport string) []netip.AddrPort {
 func (s *Server) isOwn(ap netip.AddrPort) bool {
 	addr := ap.Addr().Unmap()
 	local := addr.IsLoopback() || addr.IsUnspecified()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// No lock: addrs is set before the listener serves its first
+	// connection and never changes after, and this runs on every dial.
 	for _, a := range s.addrs {
 		if a.Port() == ap.Port() && (a.Addr() == addr || a.Addr().IsUnspecified() && local) {
 			return true
@@ -303,6 +304,9 @@ func (s *Server) Active() []inspect.Event {
 	})
 	return out
 }
+
+// Tunnels returns the number of tunnels open now, without listing them.
+func (s *Server) Tunnels() int64 { return s.openTunnels.Load() }
 
 // Connections returns the number of client connections open now.
 func (s *Server) Connections() int64 { return s.conns.Load() }

@@ -76,8 +76,10 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, o *inspect.Obser
 	t.last.Store(time.Now().UnixNano())
 	s.wg.Add(1)
 	s.tunnels.Store(ev.ID, t)
+	s.openTunnels.Add(1)
 	defer func() {
 		s.tunnels.Delete(ev.ID)
+		s.openTunnels.Add(-1)
 		cc.done()
 		s.wg.Done()
 	}()

@@ -35,8 +35,9 @@ type runtime struct {
 	unlock func()       // releases the database lock
 
 	// Set by the caller before run: what the sensor adds to the page.
-	active func() []inspect.Event
-	stats  func(map[string]any)
+	active  func() []inspect.Event
+	tunnels func() int64 // how many are open, counted without a listing
+	stats   func(map[string]any)
 }
 
 // newRuntime opens the store and builds the pipeline and the page.
@@ -132,10 +133,10 @@ func (rt *runtime) warm(ctx context.Context, window time.Duration) error {
 func (rt *runtime) metrics() *metrics.Registry {
 	return metrics.New(metrics.Sources{
 		OpenTunnels: func() int {
-			if rt.active == nil {
+			if rt.tunnels == nil {
 				return 0
 			}
-			return len(rt.active())
+			return int(rt.tunnels())
 		},
 		Clients:        func() []inspect.Client { return rt.pipe.Clients() },
 		Viewers:        func() int { return rt.page.Viewers() },

@@ -109,8 +109,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return badConfig("%v", err)
 	}
 	rt.active = px.Active
+	rt.tunnels = px.Tunnels
 	rt.stats = func(m map[string]any) {
-		m["active"] = len(px.Active())
+		m["active"] = px.Tunnels()
 		m["connections"] = px.Connections()
 		m["refused_busy"] = px.Refused()
 	}
