@@ -100,6 +100,11 @@ func newServeProc(t *testing.T, bin string, cfg serveConfig, extraEnv ...string)
 	if cfg.Sensor == "" {
 		cfg.Sensor = "e2e"
 	}
+	if len(cfg.DNS) == 0 {
+		// Never the system resolver: a name a test did not map fails at
+		// once against a loopback port where no DNS server listens.
+		cfg.DNS = []string{"127.0.0.1:9"}
+	}
 	p := &serveProc{
 		t: t, bin: bin, cfg: cfg, env: childEnv(extraEnv...), dir: dir,
 		LogPath: filepath.Join(dir, "serve.log"), stopTimeout: stopTimeout,
