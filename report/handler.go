@@ -216,8 +216,10 @@ type UploadResult struct {
 // the first file of a multipart/form-data form. The rows that parse
 // replace the previous set through set, with the rows that did not; the
 // answer is an UploadResult. A file that cannot be used as a whole is a
-// 400 answer that changes nothing; a body over MaxUploadBytes is a 413.
-func LastErrorsHandler(set func([]Endpoint, []RowError)) http.Handler {
+// 400 answer that changes nothing; a body over MaxUploadBytes is a 413;
+// an error from set (the upload could not be kept) is a 500 answer that
+// names it, and set must then have kept the previous set.
+func LastErrorsHandler(set func([]Endpoint, []RowError) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -254,7 +256,11 @@ func LastErrorsHandler(set func([]Endpoint, []RowError)) http.Handler {
 		if eps == nil {
 			eps = []Endpoint{}
 		}
-		set(eps, rowErrs)
+		if err := set(eps, rowErrs); err != nil {
+			writeError(w, http.StatusInternalServerError, "",
+				"the upload was read but not kept: "+err.Error())
+			return
+		}
 		writeJSON(w, http.StatusOK, UploadResult{Endpoints: len(eps), Errors: rowErrs})
 	})
 }
@@ -284,13 +290,10 @@ func uploadBody(r *http.Request) (io.Reader, error) {
 	}
 }
 
-// Imported keeps the endpoints' values uploaded last, for the report
-// handler and the clients' agreement. Its methods are safe for concurrent
-// use; the zero Imported holds nothing.
-//
-// TODO: the values live in memory only, so a restart forgets them; keeping
-// them in the store, as DESIGN.md asks, needs a table of their own (a
-// schema migration).
+// Imported keeps the endpoints' values uploaded last in memory, for the
+// report handler and the clients' agreement; the caller keeps them in the
+// store as well and sets them again at start. Its methods are safe for
+// concurrent use; the zero Imported holds nothing.
 type Imported struct {
 	mu     sync.RWMutex
 	eps    []Endpoint
@@ -298,12 +301,14 @@ type Imported struct {
 	loaded bool
 }
 
-// Set replaces the values; a nil eps and errs forget them.
-func (im *Imported) Set(eps []Endpoint, errs []RowError) {
+// Set replaces the values; a nil eps and errs forget them. It never fails:
+// the error is there so that Set can serve as LastErrorsHandler's set.
+func (im *Imported) Set(eps []Endpoint, errs []RowError) error {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	im.eps, im.errs = eps, errs
 	im.loaded = eps != nil || errs != nil
+	return nil
 }
 
 // Get returns the values and the rows not used, nil when nothing was

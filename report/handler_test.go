@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -270,5 +271,28 @@ func TestUploadKeepsRowErrors(t *testing.T) {
 	}
 	if !found {
 		t.Error("the uploaded value does not show in the CSV")
+	}
+}
+
+// An upload that cannot be kept is a 500 answer that says so.
+func TestUploadNotKept(t *testing.T) {
+	h := LastErrorsHandler(func([]Endpoint, []RowError) error {
+		return errors.New("disk full")
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "text/csv",
+		strings.NewReader("host,lasterror\nPC-01,4294965196\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body errorBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusInternalServerError ||
+		!strings.Contains(body.Error, "not kept") || !strings.Contains(body.Error, "disk full") {
+		t.Errorf("status %d, %+v; want 500 naming the failure", resp.StatusCode, body)
 	}
 }

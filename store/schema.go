@@ -91,11 +91,31 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 2,
+		name:    "endpoints' own lasterror values",
+		stmts: []string{
+			// The last upload of the values admins gathered from the
+			// endpoints: one row per line of the file, in file order. A
+			// line that could not be used keeps its reason in error and
+			// nothing else. uploaded is the same on every row.
+			`CREATE TABLE endpoint_lasterrors (
+				line        INTEGER NOT NULL PRIMARY KEY,
+				host        TEXT    NOT NULL DEFAULT '',
+				ip          TEXT    NOT NULL DEFAULT '',
+				lasterror   BIGINT  NOT NULL DEFAULT 0,
+				defversion  TEXT    NOT NULL DEFAULT '',
+				last_update TEXT    NOT NULL DEFAULT '',
+				error       TEXT    NOT NULL DEFAULT '',
+				uploaded    TEXT    NOT NULL
+			)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this package writes: the version of
 // its last migration. Open refuses a database with a higher version.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrate applies the migrations db lacks, all in one transaction, so that
 // a failure leaves the previous schema untouched. Two processes opening a

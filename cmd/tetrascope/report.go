@@ -34,7 +34,8 @@ func newReport() *cobra.Command {
 			"(host and/or ip, lasterror, optionally definition version and last update):\n" +
 			"each client then shows whether its endpoint agrees, and what a disagreement\n" +
 			"means. Rows of that file that cannot be used are listed on stderr with their\n" +
-			"line numbers; the rest is used.\n\n" +
+			"line numbers; the rest is used. Without --lasterrors, the values last uploaded\n" +
+			"on the page (POST /api/v1/lasterrors, kept in the database) are used.\n\n" +
 			"The database may be in use by a running serve or tail: report takes no lock\n" +
 			"and does not hold up its writes.\n" +
 			"--since and --until take an RFC 3339 time or a duration back from now (24h,\n" +
@@ -174,6 +175,20 @@ func runReport(ctx context.Context, cfg *Config, o reportFlags, stdout, stderr i
 		return badConfig("--db (db): %v", err)
 	}
 	defer st.Close()
+	if o.lasterrors == "" {
+		// Without a file, the values last uploaded on the page, as
+		// /api/v1/report uses them.
+		eps, rowErrs, uploaded, ok, err := storedEndpoints(ctx, st)
+		if err != nil {
+			return err
+		}
+		if ok {
+			fmt.Fprintf(stderr, "tetrascope: comparing with the endpoints' values uploaded "+
+				"%s (%d rows; --lasterrors FILE to use another file)\n",
+				uploaded.Format(time.RFC3339), len(eps))
+			opts.Endpoints, opts.ImportErrors = eps, rowErrs
+		}
+	}
 	rep, err := report.Generate(ctx, st, opts)
 	if err != nil {
 		return err

@@ -79,9 +79,14 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 			Report: report.Handler(report.HandlerConfig{Events: st, Correlation: corr,
 				Endpoints: imported.Get, Logger: log.With("component", "report")}),
 			LastErrors: report.LastErrorsHandler(func(eps []report.Endpoint,
-				errs []report.RowError) {
+				errs []report.RowError) error {
+				if err := keepEndpoints(ctx, st, eps, errs); err != nil {
+					log.Warn("endpoints' values uploaded but not kept", "err", err)
+					return err
+				}
 				imported.Set(eps, errs)
 				rt.pipe.SetReported(report.ReportedByIP(eps, rt.pipe.Clients()))
+				return nil
 			}),
 			Logger: log.With("component", "ui"),
 		})
@@ -99,6 +104,18 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 	if err := rt.warm(ctx, corr.StateWindow()); err != nil {
 		rt.close()
 		return nil, err
+	}
+	// The endpoints' values uploaded before a restart are used again.
+	eps, errs, uploaded, ok, err := storedEndpoints(ctx, st)
+	switch {
+	case err != nil:
+		log.Warn("the endpoints' values uploaded earlier cannot be read; upload them again",
+			"err", err)
+	case ok:
+		imported.Set(eps, errs)
+		rt.pipe.SetReported(report.ReportedByIP(eps, rt.pipe.Clients()))
+		log.Info("endpoints' values restored from the store", "endpoints", len(eps),
+			"uploaded", uploaded.Format(time.RFC3339))
 	}
 	return rt, nil
 }
