@@ -317,6 +317,26 @@ func TestBrowserPage(t *testing.T) {
 		b.shot(t, "client-view")
 	})
 
+	// The endpoints' own values, uploaded from the page: the client shows
+	// its endpoint's code beside the expected one, and keeps it after the
+	// restarts below (the upload is in the store).
+	t.Run("endpoints upload", func(t *testing.T) {
+		csv := filepath.Join(t.TempDir(), "endpoints.csv")
+		data := "Hostname;IP;LastError\nPC-7;127.0.0.1;4294965187\nPC-8;;not a code\n"
+		if err := os.WriteFile(csv, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.waitJS(t, "the upload control", `!document.getElementById('upload').hidden`)
+		if err := b.do(chromedp.SetUploadFiles(chromedp.CSS(`#upload-file`),
+			[]string{csv})); err != nil {
+			t.Fatalf("choosing the file: %v", err)
+		}
+		b.waitJS(t, "the upload's result", `document.getElementById('upload-note').textContent
+  .includes('1 endpoint in use; 1 row not used (line 3:')`)
+		b.waitJS(t, "the reported code in the clients table", reportedShown)
+		b.shot(t, "uploaded")
+	})
+
 	t.Run("restart and catch up", func(t *testing.T) {
 		old := feedRows(t, b)
 		w.serve.Restart()
@@ -359,12 +379,20 @@ func TestBrowserPage(t *testing.T) {
   '#events tbody tr').length >= 3 && !!document.querySelector(
   '#clients tbody tr[data-client="127.0.0.1"]') &&
   document.getElementById('clients-empty').hidden`)
+		b.waitJS(t, "the endpoint's uploaded code, kept across restarts", reportedShown)
 		if dup := duplicates(feedRows(t, b)); len(dup) > 0 {
 			t.Errorf("rows shown twice: %v", dup)
 		}
 		b.shot(t, "fresh-after-restart")
 	})
 }
+
+// reportedShown is true when the clients table shows the code the endpoint
+// of 127.0.0.1 reported, agreeing with the expected one.
+const reportedShown = `(() => {
+  const td = document.querySelector('#clients tbody tr[data-client="127.0.0.1"] td.reported');
+  return !!td && td.textContent.includes('4294965187') && td.textContent.includes('agree');
+})()`
 
 // maxID returns the highest id among rows.
 func maxID(rows []feedRow) int64 {

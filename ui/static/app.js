@@ -32,6 +32,9 @@
     exportCSV: $('export-csv'),
     exportJSON: $('export-json'),
     report: $('report-html'),
+    upload: $('upload'),
+    uploadFile: $('upload-file'),
+    uploadNote: $('upload-note'),
     window: $('window'),
     overviewNote: $('overview-note'),
     outcomeCounts: $('outcome-counts'),
@@ -871,7 +874,7 @@
       rep.append(agreementTag(c));
     } else {
       rep.append(node('span', 'muted',
-        'not imported (POST /api/v1/lasterrors or report --lasterrors)'));
+        'not imported: upload the endpoints\' CSV above the clients table'));
     }
     le.append(rep);
 
@@ -1209,15 +1212,54 @@
     el.report.href = apiURL('api/v1/report', { format: 'html', since: windowName }, true);
   }
 
-  // checkReport shows the report link only when the server has a report.
+  // checkReport shows the report link, and the upload of the endpoints'
+  // values that goes with reports, only when the server has a report.
   function checkReport() {
     el.report.hidden = true;
     api('api/v1/report', { format: 'html', since: windowName }, 'HEAD').then((r) => {
       el.report.hidden = !r.ok;
+      el.upload.hidden = !r.ok;
     }).catch(() => {
       el.report.hidden = true;
     });
   }
+
+  // uploadLastErrors sends the endpoints' own values; the server keeps
+  // them and every client then shows whether its endpoint agrees.
+  function uploadLastErrors(file) {
+    const note = el.uploadNote;
+    note.classList.remove('bad');
+    note.textContent = 'sending ' + file.name + '…';
+    const headers = { 'Content-Type': 'text/csv' };
+    if (token) {
+      headers.Authorization = 'Bearer ' + token;
+    }
+    fetch(apiURL('api/v1/lasterrors', {}, false), { method: 'POST', headers, body: file })
+      .then((r) => r.json().catch(() => ({})).then((body) => {
+        if (!r.ok) {
+          throw new Error(body.error || 'the server answered ' + r.status);
+        }
+        note.textContent = file.name + ': ' + M.uploadSummary(body);
+        return getJSON('api/v1/clients', { client: filters.client, user: filters.user });
+      }))
+      .then((body) => {
+        for (const c of body.clients || []) {
+          applyClient(c);
+        }
+      })
+      .catch((err) => {
+        note.classList.add('bad');
+        note.textContent = file.name + ': ' + err.message;
+      });
+  }
+
+  el.uploadFile.addEventListener('change', () => {
+    const file = el.uploadFile.files[0];
+    el.uploadFile.value = ''; // the same file can be sent again
+    if (file) {
+      uploadLastErrors(file);
+    }
+  });
 
   function applyFilters() {
     filters = readFilters();

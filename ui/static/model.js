@@ -571,8 +571,28 @@
     return code >= 2147483648 ? code - 4294967296 : code;
   }
 
+  // uploadSummary says what the server did with an upload of the
+  // endpoints' values: {endpoints, errors: [{line, error}]}. The first
+  // rows not used are named with their lines, the rest counted.
+  function uploadSummary(res, shown) {
+    const n = res.endpoints || 0;
+    let text = n + (n === 1 ? ' endpoint' : ' endpoints') + ' in use';
+    const errs = res.errors || [];
+    if (errs.length === 0) {
+      return text;
+    }
+    const max = shown || 3;
+    const named = errs.slice(0, max).map((e) => 'line ' + e.line + ': ' + e.error);
+    if (errs.length > max) {
+      named.push((errs.length - max) + ' more');
+    }
+    text += '; ' + errs.length + (errs.length === 1 ? ' row' : ' rows') + ' not used (' +
+      named.join('; ') + ')';
+    return text;
+  }
+
   return {
-    OUTCOMES, ENDPOINTS, DIAGNOSES, EventSet, summarize, isFailure, outcomeLabel,
+    uploadSummary, OUTCOMES, ENDPOINTS, DIAGNOSES, EventSet, summarize, isFailure, outcomeLabel,
     humanBytes, humanDuration, relativeTime, lasterrorText, signedCode,
     parseWindow, Overview, STATE_RANK, clientKey, compareIP, sortClients, PauseBuffer,
   };

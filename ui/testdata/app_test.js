@@ -92,7 +92,8 @@ function makePage() {
     'report-html', 'window', 'overview-note', 'outcome-counts', 'diagnosis-counts', 'chart',
     'pause', 'paused', 'events-scroll', 'older', 'older-note', 'clients-count', 'client-view',
     'cv-ip', 'cv-filter', 'cv-close', 'cv-facts', 'cv-lasterror', 'cv-diagnoses',
-    'cv-timeline-note', 'clients', 'events', 'detail-panel']) {
+    'cv-timeline-note', 'clients', 'events', 'detail-panel', 'upload', 'upload-file',
+    'upload-note']) {
     byId[id] = new El('div');
   }
   byId.window.value = '1h';
@@ -423,6 +424,8 @@ function fakeAPI(data) {
         return { status: 200, body: { active: data.active || [] } };
       case '/api/v1/report':
         return data.report ? { status: 200, body: {} } : undefined;
+      case '/api/v1/lasterrors':
+        return method === 'POST' && data.upload ? data.upload() : undefined;
     }
     return undefined;
   };
@@ -662,4 +665,40 @@ test('open rows show their bytes so far, from /api/v1/active', async () => {
   assert.equal(cell(rows(p)[1], 8), '700 B / 4.0 MiB');
   assert.equal(p.fetches.filter((f) => f.url.pathname === '/api/v1/active').length, 1,
     'no open row, no request');
+});
+
+test('the endpoints\' CSV is uploaded from the page and the clients show it', async () => {
+  let reported = false;
+  const client = () => cl('10.0.0.7', 'failing', reported ?
+    { reported_lasterror: 4294965196, agreement: 'disagree' } : {});
+  const data = { report: true, clients: [client()] };
+  data.upload = () => {
+    reported = true;
+    data.clients = [client()];
+    return { status: 200, body: { endpoints: 2, errors: [{ line: 4, error: 'no lasterror' }] } };
+  };
+  const p = load('?token=t0k', fakeAPI(data));
+  await flush();
+  p.runTimers();
+  assert.equal(p.byId.upload.hidden, false, 'a report: the upload shows');
+
+  p.byId['upload-file'].files = [{ name: 'endpoints.csv' }];
+  p.byId['upload-file'].listeners.change();
+  await flush();
+  p.runTimers();
+  const post = p.fetches.find((f) => f.method === 'POST');
+  assert.equal(post.url.pathname, '/api/v1/lasterrors');
+  assert.equal(post.headers.Authorization, 'Bearer t0k');
+  assert.equal(post.headers['Content-Type'], 'text/csv');
+  assert.equal(p.byId['upload-note'].textContent,
+    'endpoints.csv: 2 endpoints in use; 1 row not used (line 4: no lasterror)');
+  assert.match(clientRows(p)[0].textContent, /4294965196/, 'the client shows the reported value');
+
+  // A refused upload says why.
+  data.upload = () => ({ status: 400, body: { error: 'no lasterror column' } });
+  p.byId['upload-file'].files = [{ name: 'other.csv' }];
+  p.byId['upload-file'].listeners.change();
+  await flush();
+  assert.equal(p.byId['upload-note'].textContent, 'other.csv: no lasterror column');
+  assert.equal(p.byId['upload-note'].classList.contains('bad'), true);
 });

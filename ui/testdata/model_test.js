@@ -266,3 +266,12 @@ test('an event set grows for older pages up to a maximum', () => {
   assert.equal(new M.EventSet(5).oldestId(), 0);
   assert.equal(M.signedCode(4294965187), -2109);
 });
+
+test('an upload summary names the first rows not used', () => {
+  assert.equal(M.uploadSummary({ endpoints: 1, errors: [] }), '1 endpoint in use');
+  assert.equal(M.uploadSummary({ endpoints: 12, errors: [{ line: 4, error: 'no lasterror' }] }),
+    '12 endpoints in use; 1 row not used (line 4: no lasterror)');
+  const errors = [5, 6, 7, 9, 11].map((line) => ({ line, error: 'bad ip' }));
+  assert.equal(M.uploadSummary({ endpoints: 0, errors }, 2),
+    '0 endpoints in use; 5 rows not used (line 5: bad ip; line 6: bad ip; 3 more)');
+});
