@@ -14,8 +14,9 @@
 //
 // Run everything with `go test ./e2e/` from the module root (add -v to see
 // each case), only the self-tests with `go test -run TestHarness ./e2e/`.
-// The tests need curl and, for the denied-client case, 127.0.0.3 as a
-// source address (any 127/8 address works on Linux); without them they
+// The tests need curl and other loopback source addresses: 127.0.0.3 for
+// the denied-client case, 127.0.0.21-31 for one client per Squid case (any
+// 127/8 address works on Linux); without them they
 // skip on a developer machine and fail when CI=true. The store fault tests
 // (faults_test.go) mount a small tmpfs and use chattr, which need root,
 // with the same rule. When a test fails, the serve log and database are

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/md5"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -204,6 +207,11 @@ type squidConfig struct {
 	SSLPorts   []int  // ports a CONNECT may reach
 	AuthDomain string // a domain that needs authentication
 	DenyDomain string // a domain refused by http_access
+	// AuthAll makes every request that the port and domain policy let
+	// through authenticate, as serve --htpasswd does; AuthDomain is then
+	// moot.
+	AuthAll bool
+	Clients string // the source range allowed; empty: 127.0.0.1/32
 }
 
 // squidProc is a Squid started by a test: listening on a free loopback
@@ -261,7 +269,18 @@ func startSquid(t *testing.T, bin string, cfg squidConfig) *squidProc {
 	if err := copyFile(cfg.Htpasswd, htpasswd); err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.Join([]string{
+	// The port and domain policy first: serve too checks its ports before
+	// credentials.
+	access := []string{"http_access deny CONNECT !SSL_ports", "http_access deny blocked"}
+	switch {
+	case cfg.AuthAll:
+		access = append(access, "http_access deny !authed")
+	case cfg.AuthDomain != "":
+		access = append(access, "acl needauth dstdomain "+cfg.AuthDomain,
+			"http_access deny needauth !authed")
+	}
+	access = append(access, "http_access allow clients", "http_access deny all")
+	conf := strings.Join(append([]string{
 		"http_port " + s.Addr,
 		"visible_hostname tetrascope-e2e",
 		"pid_filename " + filepath.Join(dir, "squid.pid"),
@@ -283,18 +302,12 @@ func startSquid(t *testing.T, bin string, cfg squidConfig) *squidProc {
 		"shutdown_lifetime 1 seconds",
 		"auth_param basic program /usr/lib/squid/basic_ncsa_auth " + htpasswd,
 		"auth_param basic realm tetrascope-e2e",
-		"acl clients src 127.0.0.1/32",
+		"acl clients src " + cmp.Or(cfg.Clients, "127.0.0.1/32"),
 		"acl SSL_ports port " + strings.Join(ports, " "),
 		"acl CONNECT method CONNECT",
 		"acl blocked dstdomain " + cfg.DenyDomain,
-		"acl needauth dstdomain " + cfg.AuthDomain,
 		"acl authed proxy_auth REQUIRED",
-		"http_access deny CONNECT !SSL_ports",
-		"http_access deny blocked",
-		"http_access deny needauth !authed",
-		"http_access allow clients",
-		"http_access deny all",
-	}, "\n") + "\n"
+	}, access...), "\n") + "\n"
 	confPath := filepath.Join(dir, "squid.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -430,4 +443,24 @@ func startTailProc(p *serveProc, args ...string) error {
 		return fmt.Errorf("tail: %w; log:\n%s", err, tailFile(p.LogPath, 4<<10))
 	}
 	return nil
+}
+
+// rawExchangeFrom writes payload to addr from the local address from and
+// returns the first line of the answer, without its line ending.
+func rawExchangeFrom(from, addr, payload string) (string, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: clientTimeout}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dialing from %s: %w", from, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(clientTimeout))
+	if _, err := io.WriteString(c, payload); err != nil {
+		return "", fmt.Errorf("writing: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("reading the first line (got %q): %w", line, err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
 }
