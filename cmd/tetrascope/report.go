@@ -153,6 +153,12 @@ func runReport(ctx context.Context, cfg *Config, o reportFlags, stdout, stderr i
 	case fi.IsDir():
 		return badConfig("--db (db) %s: is a directory", cfg.DB)
 	}
+	var out outputFile
+	if o.output != "" && o.output != "-" {
+		if out, err = checkOutput(o.output, cfg.DB); err != nil {
+			return err
+		}
+	}
 
 	opts := report.Options{Correlation: cfg.correlation(), Since: o.since, Until: o.until,
 		Now: o.now, Sensor: strings.TrimSpace(o.sensor)}
@@ -193,7 +199,7 @@ func runReport(ctx context.Context, cfg *Config, o reportFlags, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	return writeReport(rep, o, stdout)
+	return writeReport(rep, o, out, stdout)
 }
 
 // readLastErrors parses the --lasterrors file; a file that cannot be used
@@ -211,43 +217,94 @@ func readLastErrors(path string) ([]report.Endpoint, []report.RowError, error) {
 	return eps, rowErrs, nil
 }
 
-// writeReport writes to stdout, or to -o through a temporary file renamed
-// into place, so that a failed report leaves no half-written file.
-func writeReport(rep *report.Report, o reportFlags, stdout io.Writer) error {
+// outputFile is where -o writes: a regular file is replaced through a
+// temporary file renamed into place (through a symbolic link, the file it
+// names), so that a failed report leaves the old one whole and keeps its
+// mode; anything else that already exists (a device, a FIFO) is written
+// into. A new file is readable by its owner only: a report names users and
+// addresses.
+type outputFile struct {
+	path   string      // the file to write, symbolic links resolved
+	direct bool        // write into path rather than replace it
+	mode   os.FileMode // of the replacement
+}
+
+// checkOutput resolves -o before anything is read, refusing a directory
+// and the database itself.
+func checkOutput(output, db string) (outputFile, error) {
+	out := outputFile{path: output, mode: 0o600}
+	fi, err := os.Stat(output)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return out, nil
+	case err != nil:
+		return out, badConfig("-o %s: %v", output, err)
+	case fi.IsDir():
+		return out, badConfig("-o %s: is a directory", output)
+	}
+	if dbi, err := os.Stat(db); err == nil && os.SameFile(fi, dbi) {
+		return out, badConfig("-o %s: is the database --db reads; name another file", output)
+	}
+	if !fi.Mode().IsRegular() {
+		out.direct = true
+		return out, nil
+	}
+	if out.path, err = filepath.EvalSymlinks(output); err != nil {
+		return out, badConfig("-o %s: %v", output, err)
+	}
+	out.mode = fi.Mode().Perm()
+	return out, nil
+}
+
+// writeReport writes the report to standard output, or to -o as out says.
+func writeReport(rep *report.Report, o reportFlags, out outputFile, stdout io.Writer) error {
 	if o.output == "" || o.output == "-" {
-		bw := bufio.NewWriter(stdout)
-		if err := report.Write(bw, rep, o.format); err != nil {
-			return err
+		return writeBuffered(stdout, rep, o.format)
+	}
+	if out.direct {
+		f, err := os.OpenFile(out.path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("-o %s: %w", o.output, err)
 		}
-		if err := bw.Flush(); err != nil {
-			return fmt.Errorf("writing the report: %w", err)
+		if err := writeBuffered(f, rep, o.format); err != nil {
+			f.Close()
+			return fmt.Errorf("-o %s: %w", o.output, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("-o %s: %w", o.output, err)
 		}
 		return nil
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(o.output), "."+filepath.Base(o.output)+".*")
+	tmp, err := os.CreateTemp(filepath.Dir(out.path), "."+filepath.Base(out.path)+".*")
 	if err != nil {
 		return fmt.Errorf("-o %s: %w", o.output, err)
 	}
 	defer os.Remove(tmp.Name()) // after the rename, there is nothing to remove
-	bw := bufio.NewWriter(tmp)
-	if err := report.Write(bw, rep, o.format); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := writeBuffered(tmp, rep, o.format); err != nil {
 		tmp.Close()
 		return fmt.Errorf("-o %s: %w", o.output, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(out.mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("-o %s: %w", o.output, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("-o %s: %w", o.output, err)
 	}
-	if err := os.Rename(tmp.Name(), o.output); err != nil {
+	if err := os.Rename(tmp.Name(), out.path); err != nil {
 		return fmt.Errorf("-o %s: %w", o.output, err)
+	}
+	return nil
+}
+
+func writeBuffered(w io.Writer, rep *report.Report, format string) error {
+	bw := bufio.NewWriter(w)
+	if err := report.Write(bw, rep, format); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
 	}
 	return nil
 }

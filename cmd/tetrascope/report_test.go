@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -335,4 +336,103 @@ func TestReportWhileWriting(t *testing.T) {
 		t.Errorf("the writer wrote %d events", written)
 	}
 	t.Logf("%d reports while %d events were written", reports, written)
+}
+
+// TestReportOutputTargets: -o replaces a regular file (keeping its mode,
+// through a symbolic link keeping the link), writes into a FIFO or device,
+// and refuses the database and a directory.
+func TestReportOutputTargets(t *testing.T) {
+	db := reportDB(t)
+	dir := t.TempDir()
+	args := func(out string) []string {
+		return append([]string{"--db", db, "--format", "csv", "-o", out}, window...)
+	}
+	isReport := func(path string) {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(data), "client_ip,") {
+			t.Errorf("%s does not hold the CSV report: %.40q", path, data)
+		}
+	}
+
+	t.Run("new file is private", func(t *testing.T) {
+		out := filepath.Join(dir, "new.csv")
+		if code, _, errs := runReportCmd(t, args(out)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		isReport(out)
+		if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+			t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+		}
+	})
+	t.Run("existing file keeps its mode", func(t *testing.T) {
+		out := filepath.Join(dir, "kept.csv")
+		if err := os.WriteFile(out, []byte("old"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(out, 0o640)
+		if code, _, errs := runReportCmd(t, args(out)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		isReport(out)
+		if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o640 {
+			t.Errorf("mode %v, want 0640 kept", fi.Mode().Perm())
+		}
+	})
+	t.Run("symbolic link kept", func(t *testing.T) {
+		target := filepath.Join(dir, "target.csv")
+		link := filepath.Join(dir, "link.csv")
+		if err := os.WriteFile(target, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errs := runReportCmd(t, args(link)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the link was replaced: %v, %v", fi.Mode(), err)
+		}
+		isReport(target)
+	})
+	t.Run("fifo written into", func(t *testing.T) {
+		fifo := filepath.Join(dir, "pipe")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Skipf("no FIFO here: %v", err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			data, _ := os.ReadFile(fifo)
+			got <- string(data)
+		}()
+		if code, _, errs := runReportCmd(t, args(fifo)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		if data := <-got; !strings.HasPrefix(data, "client_ip,") {
+			t.Errorf("read from the FIFO: %.40q", data)
+		}
+		if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+			t.Errorf("the FIFO was replaced: %v, %v", fi.Mode(), err)
+		}
+	})
+	t.Run("the database refused", func(t *testing.T) {
+		before, _ := os.ReadFile(db)
+		code, _, errs := runReportCmd(t, args(db)...)
+		if code != 2 || !strings.Contains(errs, "is the database") {
+			t.Errorf("exit %d, %q; want 2 naming the database", code, errs)
+		}
+		if after, _ := os.ReadFile(db); !bytes.Equal(before, after) {
+			t.Error("the database changed")
+		}
+	})
+	t.Run("directory refused", func(t *testing.T) {
+		code, _, errs := runReportCmd(t, args(dir)...)
+		if code != 2 || !strings.Contains(errs, "is a directory") {
+			t.Errorf("exit %d, %q; want 2 naming the directory", code, errs)
+		}
+	})
 }
