@@ -319,11 +319,23 @@ func (p *Parser) decode(m *matcher, r *record) error {
 			return err
 		}
 	}
-	if (p.has[cTimeSec] && !r.haveSec) || (r.haveSec && r.sec <= 0) {
+	if (p.has[cTimeSec] && !r.haveSec) || (r.haveSec && (r.sec <= 0 || r.sec > maxEpoch)) {
 		return &SyntaxError{Kind: KindTime, Field: "ts"}
+	}
+	if r.elapsed > maxElapsedMS {
+		return &SyntaxError{Kind: KindNumber, Field: "tr"}
 	}
 	return nil
 }
+
+// Bounds of times: an event must be stored and shown, which needs a year
+// of four digits, so a time past 9999 is not a time (it would otherwise
+// reach the client state and break every answer that shows the client).
+// A tunnel is not open for more than a few years either.
+const (
+	maxEpoch     = 253402300799 // 9999-12-31T23:59:59Z
+	maxElapsedMS = 10 * 366 * 24 * 3600 * 1000
+)
 
 // maxNumber bounds numeric fields (sizes, durations, statuses): larger
 // values are not from Squid.
@@ -362,6 +374,9 @@ func epochTime(v []byte) (time.Time, error) {
 			return time.Time{}, errors.New("bad time")
 		}
 		s = s*10 + int64(c-'0')
+	}
+	if s > maxEpoch {
+		return time.Time{}, errors.New("bad time")
 	}
 	scale := int64(1e9)
 	for _, c := range frac {

@@ -68,6 +68,8 @@ func TestParseMalformed(t *testing.T) {
 		{"time not a number", strings.Replace(nativeOK, "1700000000", "yesterday", 1), KindTime},
 		{"time missing", strings.Replace(nativeOK, "1700000000.500", "-.500", 1), KindTime},
 		{"status too large", strings.Replace(nativeOK, "/200", "/2000", 1), KindNumber},
+		{"time past year 9999", strings.Replace(nativeOK, "1700000000", "300000000000", 1), KindTime},
+		{"elapsed of centuries", strings.Replace(nativeOK, " 1500 ", " 9000000000000 ", 1), KindNumber},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
