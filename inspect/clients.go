@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -149,8 +148,12 @@ type client struct {
 	firstSeen, lastSeen   time.Time
 	firstSeenN, lastSeenN int64
 
-	user  string
-	users []string // least recently seen first
+	user     string
+	users    []string // least recently seen first
+	usersGen int      // changes whenever users does
+	// sorted is users sorted, when sortedGen is usersGen.
+	sorted    []string
+	sortedGen int
 
 	counts [maxOutcomes]int
 
@@ -170,12 +173,17 @@ type client struct {
 
 	recent ring
 
-	// What Add or Tick last computed, at evalAt, and the hash of what a
-	// viewer saw then.
+	// What Add or Tick last computed, at evalAt, and what a viewer saw
+	// then. stale is set when Record took an event since.
 	health health
 	evalAt int64
-	view   uint64
+	viewed view
+	stale  bool
 
+	// The keys of the client in the heaps, which may lag behind:
+	// dueKey is at most health.deadline and ageKey at most lastSeenN (see
+	// Tick and oldest).
+	dueKey, ageKey int64
 	dueIdx, ageIdx int // positions in the heaps, -1 when absent
 }
 
@@ -191,14 +199,7 @@ func NewClients(c Correlation) *Clients {
 		byKey: make(map[clientKey]*client),
 		clock: math.MinInt64,
 	}
-	cs.due = clientHeap{
-		less: func(a, b *client) bool { return a.health.deadline < b.health.deadline },
-		idx:  func(c *client) *int { return &c.dueIdx },
-	}
-	cs.age = clientHeap{
-		less: func(a, b *client) bool { return a.lastSeenN < b.lastSeenN },
-		idx:  func(c *client) *int { return &c.ageIdx },
-	}
+	cs.age.byAge = true
 	return cs
 }
 
@@ -220,38 +221,79 @@ func (cs *Clients) Len() int { return len(cs.byKey) }
 // events still open or with an unknown outcome, and events without a
 // client address, returning false. Each event must be added once.
 func (cs *Clients) Add(ev Event) (Client, bool) {
-	if !ev.Outcome.Valid() || ev.ClientIP == "" {
+	cl, at, isNew := cs.take(&ev)
+	if cl == nil {
 		return Client{}, false
+	}
+	changed := cs.refresh(cl, at) || isNew
+	return cs.snapshot(cl, &cl.health), changed
+}
+
+// Record takes one finished event as Add does, but leaves the client's
+// judgement to the next List, Get or Tick that needs it. Replaying many
+// events and then listing the clients, as a report does, costs a fraction
+// of what Add costs then: each client is judged once, not once per event.
+func (cs *Clients) Record(ev Event) {
+	cl, at, _ := cs.take(&ev)
+	if cl == nil {
+		return
+	}
+	cl.stale = true
+	cl.health.deadline = at // for Tick: Add would have judged it then
+	cs.schedule(cl)
+}
+
+// take notes ev for its client, and returns the client and the time at
+// which Add judges it, or nil when ev is ignored.
+func (cs *Clients) take(ev *Event) (cl *client, at int64, isNew bool) {
+	if !ev.Outcome.Valid() || ev.ClientIP == "" {
+		return nil, 0, false
 	}
 	if !ev.Endpoint.Valid() {
 		ev.Endpoint = EndpointOther
 	}
 	if ev.Endpoint == EndpointOther && ev.Outcome != Denied && ev.Outcome != BadRequest {
-		return Client{}, false
+		return nil, 0, false
 	}
 
 	key := clientKey{ev.Sensor, ev.ClientIP}
-	cl := cs.byKey[key]
-	isNew := cl == nil
+	cl = cs.byKey[key]
+	isNew = cl == nil
 	if isNew {
 		for len(cs.byKey) >= cs.cfg.MaxClients {
-			cs.forget(cs.age.items[0])
+			cs.forget(cs.oldest())
 		}
 		cl = &client{key: key, dueIdx: -1, ageIdx: -1}
 		cs.byKey[key] = cl
 	}
 
-	rec := cs.record(&ev)
-	cl.note(&ev, rec)
-	cs.age.update(cl)
+	rec := cs.record(ev)
+	cl.note(ev, rec)
+	if isNew {
+		cl.ageKey = cl.lastSeenN
+		heap.Push(&cs.age, cl)
+	}
 	if ev.Endpoint.Updates() {
 		cl.recent.push(rec, cs.cfg.MaxEvents)
 	}
 
-	at := max(cs.clock, cl.lastSeenN)
+	at = max(cs.clock, cl.lastSeenN)
 	cl.recent.prune(at - cs.sw - max(cs.aw, cs.rw))
-	changed := cs.refresh(cl, at) || isNew
-	return cs.snapshot(cl, &cl.health), changed
+	return cl, at, isNew
+}
+
+// oldest returns the client heard from least recently. The age heap is
+// keyed by each client's last seen when it was last put in place, which
+// only lags behind: a client on top whose key is current is the oldest.
+func (cs *Clients) oldest() *client {
+	for {
+		cl := cs.age.items[0]
+		if cl.ageKey == cl.lastSeenN {
+			return cl
+		}
+		cl.ageKey = cl.lastSeenN
+		heap.Fix(&cs.age, 0)
+	}
 }
 
 // Tick tells Clients that time has passed up to now, and returns the
@@ -265,10 +307,17 @@ func (cs *Clients) Tick(now time.Time) []Client {
 	cs.clock = max(cs.clock, n)
 
 	var changed []*client
-	for cs.due.Len() > 0 && cs.due.items[0].health.deadline <= cs.clock {
+	for cs.due.Len() > 0 && cs.due.items[0].dueKey <= cs.clock {
 		cl := cs.due.items[0]
-		if cs.refresh(cl, cs.clock) {
+		if cl.health.deadline <= cs.clock && cs.refresh(cl, cs.clock) {
 			changed = append(changed, cl)
+		}
+		// Put in place by its deadline, now past the clock.
+		if cl.health.deadline == noDeadline {
+			cs.due.remove(cl)
+		} else {
+			cl.dueKey = cl.health.deadline
+			heap.Fix(&cs.due, cl.dueIdx)
 		}
 	}
 	slices.SortFunc(changed, func(a, b *client) int { return compareKeys(a.key, b.key) })
@@ -367,24 +416,35 @@ func (cs *Clients) NotSeen() []Client {
 // possible change and reports whether what a viewer sees changed.
 func (cs *Clients) refresh(cl *client, at int64) bool {
 	cl.health = cs.evaluate(cl, at)
-	cl.evalAt = at
-	if cl.health.deadline == noDeadline {
-		cs.due.remove(cl)
-	} else {
-		cs.due.update(cl)
-	}
+	cl.evalAt, cl.stale = at, false
+	cs.schedule(cl)
 
-	v := cs.viewHash(cl, &cl.health)
-	changed := v != cl.view
-	cl.view = v
+	v := viewOf(cl, &cl.health)
+	changed := !v.equal(&cl.viewed)
+	cl.viewed = v
 	return changed
+}
+
+// schedule makes sure the due heap brings cl up by its deadline. A later
+// deadline than the entry's key is left for Tick to notice, which spares
+// moving the entry on every event.
+func (cs *Clients) schedule(cl *client) {
+	d := cl.health.deadline
+	switch {
+	case cl.dueIdx < 0 && d != noDeadline:
+		cl.dueKey = d
+		heap.Push(&cs.due, cl)
+	case cl.dueIdx >= 0 && d < cl.dueKey:
+		cl.dueKey = d
+		heap.Fix(&cs.due, cl.dueIdx)
+	}
 }
 
 // healthAt returns the health of cl at time at, from the kept result when
 // it is still valid then.
 func (cs *Clients) healthAt(cl *client, at int64) health {
 	h := cl.health
-	if at >= cl.evalAt && (h.deadline == noDeadline || at < h.deadline) {
+	if !cl.stale && at >= cl.evalAt && (h.deadline == noDeadline || at < h.deadline) {
 		return h
 	}
 	return cs.evaluate(cl, at)
@@ -458,6 +518,10 @@ func (cl *client) note(ev *Event, r record) {
 
 func (cl *client) noteUser(u string) {
 	cl.user = u
+	if n := len(cl.users); n > 0 && cl.users[n-1] == u {
+		return // the latest already
+	}
+	cl.usersGen++
 	if i := slices.Index(cl.users, u); i >= 0 {
 		cl.users = append(cl.users[:i], cl.users[i+1:]...)
 	} else if len(cl.users) >= maxUsers {
@@ -466,12 +530,23 @@ func (cl *client) noteUser(u string) {
 	cl.users = append(cl.users, u)
 }
 
+// sortedUsers returns the client's users sorted; the caller must not
+// change the slice.
+func (cl *client) sortedUsers() []string {
+	if cl.sortedGen != cl.usersGen {
+		cl.sorted = append(cl.sorted[:0], cl.users...)
+		slices.Sort(cl.sorted)
+		cl.sortedGen = cl.usersGen
+	}
+	return cl.sorted
+}
+
 // snapshot builds the Client a caller sees from cl and its health h.
 func (cs *Clients) snapshot(cl *client, h *health) Client {
 	c := Client{
 		ClientIP:          cl.key.ip,
 		ClientUser:        cl.user,
-		Users:             slices.Sorted(slices.Values(cl.users)),
+		Users:             slices.Clone(cl.sortedUsers()),
 		Sensor:            cl.key.sensor,
 		FirstSeen:         cl.firstSeen,
 		LastSeen:          cl.lastSeen,
@@ -487,8 +562,14 @@ func (cs *Clients) snapshot(cl *client, h *health) Client {
 	if c.Users == nil {
 		c.Users = []string{}
 	}
+	n := 0
+	for _, d := range h.diagnoses {
+		n += len(d.Evidence)
+	}
+	ids := make([]int64, 0, n) // one allocation for every diagnosis's evidence
 	for i, d := range h.diagnoses {
-		d.Evidence = slices.Clone(d.Evidence)
+		ids = append(ids, d.Evidence...)
+		d.Evidence = ids[len(ids)-len(d.Evidence) : len(ids) : len(ids)]
 		c.Diagnoses[i] = d
 	}
 	if len(c.Diagnoses) > 0 {
@@ -521,42 +602,43 @@ func zeroCounts() map[Outcome]int {
 	return m
 }
 
-// viewHash summarises what a viewer follows of client cl with health h,
-// to tell a change (FNV-1a over the fields, each ended by a zero byte).
-func (cs *Clients) viewHash(cl *client, h *health) uint64 {
-	b := cs.scratch.hashBuf[:0]
-	num := func(n int64) { b = strconv.AppendInt(b, n, 10); b = append(b, 0) }
-	str := func(s string) { b = append(b, s...); b = append(b, 0) }
+// view is what a viewer follows of a client: its health but for the
+// deadline, its users and its latest successful download.
+type view struct {
+	state              ClientState
+	attempts, failures int
+	diagnoses          []Diagnosis // shared with the health: never changed
+	expected           LastError
+	basis              Basis
+	reason             string
+	user               string
+	usersGen           int
+	hasOK              bool
+	okEnd              int64
+}
 
-	str(string(h.state))
-	num(int64(h.attempts))
-	num(int64(h.failures))
-	num(int64(h.expected))
-	str(string(h.basis))
-	str(h.reason)
-	for _, d := range h.diagnoses {
-		str(d.Name)
-		str(d.Advice)
-		for _, id := range d.Evidence {
-			num(id)
+// viewOf returns what a viewer sees of client cl with health h.
+func viewOf(cl *client, h *health) view {
+	return view{state: h.state, attempts: h.attempts, failures: h.failures,
+		diagnoses: h.diagnoses, expected: h.expected, basis: h.basis, reason: h.reason,
+		user: cl.user, usersGen: cl.usersGen, hasOK: cl.hasOK, okEnd: cl.okEnd}
+}
+
+// equal reports whether a viewer sees no difference between v and w.
+func (v *view) equal(w *view) bool {
+	if v.state != w.state || v.attempts != w.attempts || v.failures != w.failures ||
+		v.expected != w.expected || v.basis != w.basis || v.reason != w.reason ||
+		v.user != w.user || v.usersGen != w.usersGen || v.hasOK != w.hasOK ||
+		v.hasOK && v.okEnd != w.okEnd || len(v.diagnoses) != len(w.diagnoses) {
+		return false
+	}
+	for i := range v.diagnoses {
+		a, b := &v.diagnoses[i], &w.diagnoses[i]
+		if a.Name != b.Name || a.Advice != b.Advice || !slices.Equal(a.Evidence, b.Evidence) {
+			return false
 		}
 	}
-	str(cl.user)
-	for _, u := range cl.users {
-		str(u)
-	}
-	if cl.hasOK {
-		num(cl.okEnd)
-	}
-	cs.scratch.hashBuf = b
-
-	const offset64, prime64 = 14695981039346656037, 1099511628211
-	sum := uint64(offset64)
-	for _, c := range b {
-		sum ^= uint64(c)
-		sum *= prime64
-	}
-	return sum
+	return true
 }
 
 func stateRank(s ClientState) int {
@@ -620,16 +702,30 @@ func durationNanos(ms float64) int64 {
 	return int64(min(ms, float64(maxWindow/time.Millisecond)) * float64(time.Millisecond))
 }
 
-// clientHeap is a heap of clients that keeps each client's position in it
-// (through idx), so that a client can be moved or removed.
+// clientHeap is a heap of clients, by dueKey or, when byAge, by ageKey,
+// that keeps each client's position in it, so that a client can be moved
+// or removed.
 type clientHeap struct {
 	items []*client
-	less  func(a, b *client) bool
-	idx   func(*client) *int
+	byAge bool
+}
+
+func (h *clientHeap) key(c *client) int64 {
+	if h.byAge {
+		return c.ageKey
+	}
+	return c.dueKey
+}
+
+func (h *clientHeap) idx(c *client) *int {
+	if h.byAge {
+		return &c.ageIdx
+	}
+	return &c.dueIdx
 }
 
 func (h *clientHeap) Len() int           { return len(h.items) }
-func (h *clientHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *clientHeap) Less(i, j int) bool { return h.key(h.items[i]) < h.key(h.items[j]) }
 func (h *clientHeap) Swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
 	*h.idx(h.items[i]) = i
@@ -647,16 +743,6 @@ func (h *clientHeap) Pop() any {
 	h.items = h.items[:n]
 	*h.idx(c) = -1
 	return c
-}
-
-// update puts c in its place after its key changed, adding it when absent.
-func (h *clientHeap) update(c *client) {
-	i := *h.idx(c)
-	if i < 0 {
-		heap.Push(h, c)
-		return
-	}
-	heap.Fix(h, i)
 }
 
 func (h *clientHeap) remove(c *client) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -135,27 +136,7 @@ func runSequence(t *testing.T, data []byte) {
 			}
 		} else {
 			id++
-			e := Event{
-				ID:         id,
-				Time:       clock.Add(-time.Duration(b[2]%64) * time.Second),
-				DurationMS: float64(binary.LittleEndian.Uint16(b[6:])) * 10,
-				Sensor:     []string{sensorA, "edge2"}[b[1]%2],
-				ClientIP:   fuzzIPs[int(b[3]>>4)%len(fuzzIPs)],
-				Endpoint:   fuzzEndpoints[int(b[3]&15)%len(fuzzEndpoints)],
-				Outcome:    Outcomes[int(b[4])%len(Outcomes)],
-				Close:      fuzzCloses[int(b[5]&7)%len(fuzzCloses)],
-				TLSVersion: fuzzVersions[int(b[5]>>3&3)%len(fuzzVersions)],
-				TLSIssuer:  fuzzIssuers[int(b[5]>>5&3)%len(fuzzIssuers)],
-				TLSAlert:   fuzzAlerts[int(b[4]>>5)%len(fuzzAlerts)],
-				BytesDown:  int64(b[6]) << 12,
-				ClientUser: []string{"", "", "alice", "bob"}[b[2]>>6],
-			}
-			if b[4]>>4 == 15 {
-				e.Outcome = ""
-			}
-			if b[2] == 255 {
-				e.Time = time.Time{}
-			}
+			e := fuzzEvent(b, clock, id)
 			c, ok := cs.Add(e)
 			if ok || c.ClientIP != "" {
 				k := clientKey{e.Sensor, e.ClientIP}
@@ -183,6 +164,32 @@ func runSequence(t *testing.T, data []byte) {
 		}
 		checkTicked(t, cs)
 	}
+}
+
+// fuzzEvent is the event that the eight bytes b of a sequence encode.
+func fuzzEvent(b []byte, clock time.Time, id int64) Event {
+	e := Event{
+		ID:         id,
+		Time:       clock.Add(-time.Duration(b[2]%64) * time.Second),
+		DurationMS: float64(binary.LittleEndian.Uint16(b[6:])) * 10,
+		Sensor:     []string{sensorA, "edge2"}[b[1]%2],
+		ClientIP:   fuzzIPs[int(b[3]>>4)%len(fuzzIPs)],
+		Endpoint:   fuzzEndpoints[int(b[3]&15)%len(fuzzEndpoints)],
+		Outcome:    Outcomes[int(b[4])%len(Outcomes)],
+		Close:      fuzzCloses[int(b[5]&7)%len(fuzzCloses)],
+		TLSVersion: fuzzVersions[int(b[5]>>3&3)%len(fuzzVersions)],
+		TLSIssuer:  fuzzIssuers[int(b[5]>>5&3)%len(fuzzIssuers)],
+		TLSAlert:   fuzzAlerts[int(b[4]>>5)%len(fuzzAlerts)],
+		BytesDown:  int64(b[6]) << 12,
+		ClientUser: []string{"", "", "alice", "bob"}[b[2]>>6],
+	}
+	if b[4]>>4 == 15 {
+		e.Outcome = ""
+	}
+	if b[2] == 255 {
+		e.Time = time.Time{}
+	}
+	return e
 }
 
 // checkClient checks the invariants of one client snapshot.
@@ -241,7 +248,7 @@ func checkTicked(t *testing.T, cs *Clients) {
 			continue
 		}
 		h := cs.evaluate(cl, cs.clock)
-		if cs.viewHash(cl, &h) != cl.view {
+		if v := viewOf(cl, &h); !v.equal(&cl.viewed) {
 			t.Fatalf("%v: changed at the last Tick without being reported: %+v, was %+v",
 				cl.key, h, cl.health)
 		}
@@ -285,6 +292,58 @@ func TestRandomSequences(t *testing.T) {
 			b[i] %= 16
 		}
 		runSequence(t, b)
+	}
+}
+
+// TestRecordMatchesAdd feeds the same random sequences, ticks included,
+// to one Clients through Add and to another through Record: List, Get and
+// NotSeen must show the same clients after every step, and after every
+// Tick the clients Record left to judge must be up to date (as
+// checkTicked holds for Add).
+func TestRecordMatchesAdd(t *testing.T) {
+	cfg := Correlation{UpdateInterval: 10 * time.Minute, RevocationWindow: 20 * time.Second,
+		AuthWindow: 30 * time.Second, MaxClients: 3, MaxEvents: 8}
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		added, recorded := NewClients(cfg), NewClients(cfg)
+		reported := map[string]LastError{ipA: LastErrorProxyAuth, "10.9.9.9": LastErrorNone}
+		added.SetReported(reported)
+		recorded.SetReported(reported)
+		clock := t0
+		var id int64
+		for step := range 300 {
+			b := make([]byte, 8)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			clock = clock.Add(time.Duration(b[0]%16) * 7 * time.Second)
+			if b[1]%5 == 0 {
+				added.Tick(clock)
+				recorded.Tick(clock)
+				checkTicked(t, recorded)
+			} else {
+				id++
+				e := fuzzEvent(b, clock, id)
+				added.Add(e)
+				recorded.Record(e)
+			}
+
+			want, got := added.List(clock), recorded.List(clock)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d, step %d: List after Record\n%+v\nafter Add\n%+v",
+					seed, step, got, want)
+			}
+			for _, c := range want {
+				g, ok := recorded.Get(c.Sensor, c.ClientIP, clock)
+				if !ok || !reflect.DeepEqual(g, c) {
+					t.Fatalf("seed %d, step %d: Get %s after Record\n%+v\nwant %+v",
+						seed, step, c.ClientIP, g, c)
+				}
+			}
+			if got, want := recorded.NotSeen(), added.NotSeen(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d, step %d: NotSeen %v, want %v", seed, step, got, want)
+			}
+		}
 	}
 }
 

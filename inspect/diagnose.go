@@ -110,7 +110,10 @@ type scratch struct {
 	passed, passedRev []int64
 	failEnds          []int64
 	rejects           []*record
-	hashBuf           []byte
+	// ids back the evidence a diagnosis gathers (see diagnose), bytes
+	// the byte counts of aborted downloads.
+	ids   [numFound][]int64
+	bytes []int64
 }
 
 // judge is one evaluation of one client at one moment.
@@ -278,6 +281,9 @@ func (j *judge) judgeState() {
 }
 
 // found accumulates the evidence of one diagnosis.
+// numFound is how many diagnoses gather their evidence in a found.
+const numFound = 8
+
 type found struct {
 	ids   []int64
 	tetra bool // some evidence is tetra traffic
@@ -291,8 +297,15 @@ func (f *found) add(r *record) {
 // diagnose finds every current diagnosis, in priority order.
 func (j *judge) diagnose() {
 	j.collectTetraFailures()
-	var auth, upstream, dns, connect, interrupted found
-	var bytes []int64
+	// The evidence is gathered in reused buffers; Diagnosis gets copies.
+	s := &j.cs.scratch
+	var f [numFound]found
+	for i := range f {
+		f[i].ids = s.ids[i][:0]
+	}
+	auth, upstream, dns, connect := &f[0], &f[1], &f[2], &f[3]
+	interrupted, blocked, outside, intercepted := &f[4], &f[5], &f[6], &f[7]
+	bytes := s.bytes[:0]
 	for i := range j.cl.recent.len() {
 		r := j.cl.recent.at(i)
 		if !j.current(r) || r.flags&fRevocation != 0 && !j.related(r) {
@@ -316,11 +329,11 @@ func (j *judge) diagnose() {
 			}
 		}
 	}
-	blocked, outside := j.revocation()
-	intercepted := j.interception()
+	j.revocation(blocked, outside)
+	j.interception(intercepted)
 
 	var out []Diagnosis
-	add := func(name string, f found, particular string) {
+	add := func(name string, f *found, particular string) {
 		if len(f.ids) == 0 {
 			return
 		}
@@ -350,11 +363,16 @@ func (j *judge) diagnose() {
 		if j.cl.hasTetra {
 			id = j.cl.lastTID
 		}
-		add(DiagnosisSilent, found{ids: []int64{id}}, fmt.Sprintf(
+		add(DiagnosisSilent, &found{ids: []int64{id}}, fmt.Sprintf(
 			"No definition download was attempted within the last %s.",
 			time.Duration(j.cs.sw)))
 	}
 	j.h.diagnoses = out
+
+	for i := range f {
+		s.ids[i] = f[i].ids
+	}
+	s.bytes = bytes
 }
 
 // collectTetraFailures gathers, sorted, the end times of the current tetra
@@ -387,7 +405,7 @@ func (j *judge) related(r *record) bool {
 // tunnels with no revocation request at all around them
 // (revocation_outside). A tunnel whose certificate came from an unexpected
 // issuer is left to tls_interception.
-func (j *judge) revocation() (blocked, outside found) {
+func (j *judge) revocation(blocked, outside *found) {
 	s := &j.cs.scratch
 	s.rejects = s.rejects[:0]
 	for i := range j.cl.recent.len() {
@@ -435,7 +453,6 @@ func (j *judge) revocation() (blocked, outside found) {
 	for _, t := range unexplained {
 		outside.add(t)
 	}
-	return
 }
 
 // revocationFailed reports whether revocation fetch r failed as far as the
@@ -457,7 +474,7 @@ func (j *judge) afterOK(r *record) bool {
 // was visible and unexpected, provided the latest visible issuer is one of
 // them: a later tunnel with the expected issuer shows the path is clean
 // again.
-func (j *judge) interception() (f found) {
+func (j *judge) interception(f *found) {
 	var last *record
 	for i := range j.cl.recent.len() {
 		r := j.cl.recent.at(i)
@@ -484,7 +501,6 @@ func (j *judge) interception() (f found) {
 			f.add(r)
 		}
 	}
-	return f
 }
 
 // expect sets the lasterror the client's endpoint most likely shows, from

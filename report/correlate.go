@@ -85,7 +85,7 @@ func (b *Builder) correlate(rep *Report) {
 
 	m := newMatcher(b.opts.Endpoints)
 	matched := make([]bool, len(b.opts.Endpoints))
-	window := b.clients.Correlation().StateWindow()
+	window := b.correlation.Correlation().StateWindow()
 	for i := range rep.Clients {
 		r := &rep.Clients[i]
 		k, by := m.match(r.ClientIP, r.Users)

@@ -164,7 +164,7 @@ func build(t testing.TB, events []inspect.Event, opts Options) *Report {
 		t.Fatal(err)
 	}
 	for _, ev := range events {
-		b.Add(ev)
+		b.Add(onlyFields(ev, scanFields))
 	}
 	return b.Report()
 }

@@ -97,6 +97,13 @@ func Handler(c HandlerConfig) http.Handler {
 			writeError(w, http.StatusBadRequest, perr.param, perr.Error())
 			return
 		}
+		if r.Method == http.MethodHead {
+			// Whether a report is there, and in what form, without the
+			// cost of building one: the page asks this on every load.
+			setReportHeaders(w.Header(), format, opts.Until)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		opts.Correlation = c.Correlation
 		if c.Endpoints != nil {
 			opts.Endpoints, opts.ImportErrors = c.Endpoints()
@@ -123,28 +130,33 @@ func Handler(c HandlerConfig) http.Handler {
 			writeError(w, http.StatusInternalServerError, "", "the report could not be written")
 			return
 		}
-		h := w.Header()
-		h.Set("Content-Type", ContentType(format))
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		switch format {
-		case "csv":
-			h.Set("Content-Disposition", `attachment; filename="`+FileName(rep, format)+`"`)
-		case "html":
-			h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		}
-		h.Set("Content-Length", strconv.Itoa(buf.Len()))
+		setReportHeaders(w.Header(), format, rep.Until)
+		w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 		w.WriteHeader(http.StatusOK)
-		if r.Method == http.MethodGet {
-			_, _ = w.Write(buf.Bytes())
-		}
+		_, _ = w.Write(buf.Bytes())
 	})
+}
+
+// setReportHeaders sets the headers of a report in format whose window
+// ends at until.
+func setReportHeaders(h http.Header, format string, until time.Time) {
+	h.Set("Content-Type", ContentType(format))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	switch format {
+	case "csv":
+		h.Set("Content-Disposition", `attachment; filename="`+fileName(until, format)+`"`)
+	case "html":
+		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	}
 }
 
 // FileName is a name for the report file: tetrascope-report- and the end
 // of its window.
-func FileName(rep *Report, format string) string {
-	return "tetrascope-report-" + rep.Until.UTC().Format("20060102-1504") + "." + format
+func FileName(rep *Report, format string) string { return fileName(rep.Until, format) }
+
+func fileName(until time.Time, format string) string {
+	return "tetrascope-report-" + until.UTC().Format("20060102-1504") + "." + format
 }
 
 // paramError is a query parameter the handler cannot use.

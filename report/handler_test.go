@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetrascope/tetrascope/inspect"
 )
 
 // reportServer serves the handlers as the lead mounts them, over the
@@ -132,15 +135,35 @@ func TestHandlerBadRequests(t *testing.T) {
 	}
 }
 
+// HEAD answers the headers of the report without building it (the page
+// asks on every load), and checks the parameters as GET does.
 func TestHandlerHead(t *testing.T) {
-	srv, _ := reportServer(t)
-	resp, err := http.Head(srv.URL + "/api/v1/report?format=csv")
+	built := 0
+	h := Handler(HandlerConfig{
+		Events: countingSource{func() { built++ }},
+		Now:    func() time.Time { return reportEnd },
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Head(srv.URL + "/?format=csv")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 {
-		t.Errorf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ContentType("csv") ||
+		!strings.Contains(resp.Header.Get("Content-Disposition"), "tetrascope-report-") {
+		t.Errorf("HEAD: %d, %v", resp.StatusCode, resp.Header)
+	}
+	if built != 0 {
+		t.Errorf("HEAD read the store %d times", built)
+	}
+	resp, err = http.Head(srv.URL + "/?format=pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("HEAD with a bad format: %d, want 400", resp.StatusCode)
 	}
 }
 
@@ -295,4 +318,13 @@ func TestUploadNotKept(t *testing.T) {
 		!strings.Contains(body.Error, "not kept") || !strings.Contains(body.Error, "disk full") {
 		t.Errorf("status %d, %+v; want 500 naming the failure", resp.StatusCode, body)
 	}
+}
+
+// countingSource is a store without events that counts the scans.
+type countingSource struct{ scanned func() }
+
+func (s countingSource) ScanFields(context.Context, inspect.Filter, []string,
+	func(inspect.Event) error) error {
+	s.scanned()
+	return nil
 }

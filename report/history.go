@@ -23,11 +23,53 @@ import (
 // maxUsers is how many users inspect.Clients remembers per client.
 const maxUsers = 16
 
-// past is what a client's older events leave for the correlation.
+// past is what a client's older events leave for the correlation: for each
+// fact, the event that carries it (a zero brief when none does yet).
 type past struct {
-	first, last, lastTetra, lastOK, badIssuer *inspect.Event
+	first, last, lastTetra, lastOK, badIssuer brief
 	// users holds the latest event of each user, least recent first.
-	users []*inspect.Event
+	users []brief
+}
+
+// brief is what inspect.Clients reads of an event, less the client's key.
+// Facts are kept by value, so that an older event that becomes the latest
+// costs a copy and no allocation.
+type brief struct {
+	seq        int64 // the event's place in the builder's input; 0 for none
+	end        time.Time
+	id         int64
+	time       time.Time
+	durationMS float64
+	user       string
+	endpoint   inspect.Endpoint
+	outcome    inspect.Outcome
+	bytesDown  int64
+	close      inspect.Close
+	tlsVersion string
+	tlsAlert   string
+	tlsIssuer  string
+}
+
+func briefOf(ev *inspect.Event, end time.Time, seq int64) brief {
+	return brief{seq: seq, end: end, id: ev.ID, time: ev.Time, durationMS: ev.DurationMS,
+		user: ev.ClientUser, endpoint: ev.Endpoint, outcome: ev.Outcome,
+		bytesDown: ev.BytesDown, close: ev.Close, tlsVersion: ev.TLSVersion,
+		tlsAlert: ev.TLSAlert, tlsIssuer: ev.TLSIssuer}
+}
+
+// event returns the event b was made of, with the fields inspect.Clients
+// reads.
+func (b *brief) event(key clientKey) inspect.Event {
+	return inspect.Event{ID: b.id, Time: b.time, DurationMS: b.durationMS, Sensor: key.sensor,
+		ClientIP: key.ip, ClientUser: b.user, Endpoint: b.endpoint, Outcome: b.outcome,
+		BytesDown: b.bytesDown, Close: b.close, TLSVersion: b.tlsVersion,
+		TLSAlert: b.tlsAlert, TLSIssuer: b.tlsIssuer}
+}
+
+// endsBefore reports whether b ends before an event ending at end with id,
+// by end time then id; true when b is none.
+func (b *brief) endsBefore(end time.Time, id int64) bool {
+	return b.seq == 0 || end.After(b.end) || end.Equal(b.end) && id > b.id
 }
 
 // history condenses the events that end before judgeFrom.
@@ -37,107 +79,107 @@ type history struct {
 	full      bool // replay every event (for tests)
 	flushed   bool
 
-	byClient map[clientKey]*past
 	// straddling are events that start before judgeFrom and end after it:
 	// they belong to the recent stretch but come, in start order, before
 	// its first event.
 	straddling []inspect.Event
 }
 
-// feed passes ev to cs now, keeps it for later, or condenses it.
-func (h *history) feed(cs *inspect.Clients, ev inspect.Event) {
+// feed passes ev, which ends at end, to cs now, keeps it for later, or
+// condenses it into p, the past of its client; seq is its place in the
+// input. clients are every client's past, for a flush.
+func (h *history) feed(cs *inspect.Clients, clients map[clientKey]*client, ev *inspect.Event,
+	end time.Time, p *past, seq int64) {
 	switch {
 	case h.full || h.flushed:
-		cs.Add(ev)
-	case !eventEnd(&ev).Before(h.judgeFrom) && ev.Time.Before(h.judgeFrom):
+		cs.Record(*ev)
+	case !end.Before(h.judgeFrom) && ev.Time.Before(h.judgeFrom):
 		h.straddling = append(h.straddling, trim(ev))
 	case !ev.Time.Before(h.judgeFrom):
-		h.flush(cs)
-		cs.Add(ev)
+		h.flush(cs, clients)
+		cs.Record(*ev)
 	default:
-		h.condense(ev)
+		h.condense(p, ev, end, seq)
 	}
 }
 
-// condense keeps ev where it carries one of the long-lived facts.
-func (h *history) condense(ev inspect.Event) {
-	key := clientKey{ev.Sensor, ev.ClientIP}
-	p := h.byClient[key]
-	if p == nil {
-		p = &past{}
-		h.byClient[key] = p
+// condense keeps in p what ev carries of the long-lived facts.
+func (h *history) condense(p *past, ev *inspect.Event, end time.Time, seq int64) {
+	b := briefOf(ev, end, seq)
+	if p.first.seq == 0 || ev.Time.Before(p.first.time) ||
+		ev.Time.Equal(p.first.time) && ev.ID < p.first.id {
+		p.first = b
 	}
-	var e *inspect.Event // shared by the facts it carries
-	keep := func() *inspect.Event {
-		if e == nil {
-			t := trim(ev)
-			e = &t
-		}
-		return e
-	}
-
-	if p.first == nil || ev.Time.Before(p.first.Time) ||
-		ev.Time.Equal(p.first.Time) && ev.ID < p.first.ID {
-		p.first = keep()
-	}
-	if endsLater(&ev, p.last) {
-		p.last = keep()
+	if p.last.endsBefore(end, ev.ID) {
+		p.last = b
 	}
 	if ev.Endpoint == inspect.EndpointTetra {
-		if endsLater(&ev, p.lastTetra) {
-			p.lastTetra = keep()
+		if p.lastTetra.endsBefore(end, ev.ID) {
+			p.lastTetra = b
 		}
-		if ev.Outcome == inspect.OK && endsLater(&ev, p.lastOK) {
-			p.lastOK = keep()
+		if ev.Outcome == inspect.OK && p.lastOK.endsBefore(end, ev.ID) {
+			p.lastOK = b
 		}
 		if ev.TLSIssuer != "" && ev.TLSVersion != "TLS 1.3" &&
 			!h.corr.IssuerExpected(ev.TLSIssuer) {
-			p.badIssuer = keep() // the latest added, as inspect.Clients keeps it
+			p.badIssuer = b // the latest added, as inspect.Clients keeps it
 		}
 	}
 	if ev.ClientUser != "" {
-		p.users = slices.DeleteFunc(p.users, func(u *inspect.Event) bool {
-			return u.ClientUser == ev.ClientUser
+		p.users = slices.DeleteFunc(p.users, func(u brief) bool {
+			return u.user == ev.ClientUser
 		})
 		if len(p.users) >= maxUsers {
 			p.users = p.users[1:]
 		}
-		p.users = append(p.users, keep())
+		p.users = append(p.users, b)
 	}
 }
 
-// flush replays the condensed history and the straddling events, oldest
-// first, and from then on passes every event straight through.
-func (h *history) flush(cs *inspect.Clients) {
+// flush replays the condensed history of clients and the straddling
+// events, oldest first, and from then on passes every event straight
+// through.
+func (h *history) flush(cs *inspect.Clients, clients map[clientKey]*client) {
 	if h.flushed || h.full {
 		return
 	}
 	h.flushed = true
-	var evs []*inspect.Event
-	for _, p := range h.byClient {
-		for _, e := range append([]*inspect.Event{p.first, p.last, p.lastTetra, p.lastOK,
-			p.badIssuer}, p.users...) {
-			if e != nil && !slices.Contains(evs[max(0, len(evs)-maxUsers-5):], e) {
-				evs = append(evs, e)
+	var (
+		evs  []inspect.Event
+		seqs []int64 // of the events of one client taken so far
+	)
+	for key, c := range clients {
+		seqs = seqs[:0]
+		take := func(b *brief) {
+			// One event often carries several facts: it is replayed once.
+			if b.seq != 0 && !slices.Contains(seqs, b.seq) {
+				seqs = append(seqs, b.seq)
+				evs = append(evs, b.event(key))
 			}
 		}
+		p := &c.past
+		for _, b := range []*brief{&p.first, &p.last, &p.lastTetra, &p.lastOK, &p.badIssuer} {
+			take(b)
+		}
+		for i := range p.users {
+			take(&p.users[i])
+		}
+		c.past = past{}
 	}
-	for i := range h.straddling {
-		evs = append(evs, &h.straddling[i])
-	}
-	slices.SortFunc(evs, func(a, b *inspect.Event) int {
+	evs = append(evs, h.straddling...)
+	slices.SortFunc(evs, func(a, b inspect.Event) int {
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Sensor, b.Sensor),
 			cmp.Compare(a.ID, b.ID))
 	})
-	for _, e := range evs {
-		cs.Add(*e)
+	for i := range evs {
+		cs.Record(evs[i])
 	}
-	h.byClient, h.straddling = nil, nil
+	h.straddling = nil
 }
 
-// trim keeps the fields inspect.Clients reads, so that condensed events
+// trim keeps the fields inspect.Clients reads, so that straddling events
 // hold no more memory than needed.
-func trim(ev inspect.Event) inspect.Event {
+func trim(ev *inspect.Event) inspect.Event {
 	return inspect.Event{
 		ID: ev.ID, Time: ev.Time, DurationMS: ev.DurationMS, Sensor: ev.Sensor,
 		ClientIP: ev.ClientIP, ClientUser: ev.ClientUser, Endpoint: ev.Endpoint,
@@ -159,14 +201,4 @@ func eventEnd(ev *inspect.Event) time.Time {
 	}
 	return ev.Time.Add(time.Duration(min(ms, float64(maxDuration/time.Millisecond)) *
 		float64(time.Millisecond)))
-}
-
-// endsLater reports whether ev ends after e, by end time then id; true when
-// e is nil.
-func endsLater(ev, e *inspect.Event) bool {
-	if e == nil {
-		return true
-	}
-	a, b := eventEnd(ev), eventEnd(e)
-	return a.After(b) || a.Equal(b) && ev.ID > e.ID
 }

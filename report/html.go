@@ -91,9 +91,13 @@ type countView struct {
 }
 
 // rowView is one client row; the Sort fields are the keys of the sortable
-// columns.
+// columns. C is R's Client: the template reaches its fields directly,
+// which is much faster than through the embedding, and the views' fields
+// stand for what would otherwise take a function call in the template,
+// so that a table of thousands of rows takes a fraction of a second.
 type rowView struct {
 	R         *Row
+	C         *inspect.Client
 	IPSort    string
 	StateSort int
 	Outcomes  []countView
@@ -104,9 +108,15 @@ type rowView struct {
 	ReportedCode, ReportedText string
 	MatchedText                string
 	Diagnoses                  string
-	TimeSort                   [4]string // first seen, last seen, last ok, failing since
-	TimeShown                  [4]string
+	FirstSeen, LastSeen        timeView
+	LastTetraOK, FailingSince  timeView
 	ReportSort                 string
+}
+
+// timeView is a time of a row: its sort key and how it is shown, both
+// empty for none.
+type timeView struct {
+	Sort, Shown string
 }
 
 type notSeenView struct {
@@ -169,8 +179,8 @@ func newPageView(rep *Report) pageView {
 }
 
 func newRowView(r *Row) rowView {
-	v := rowView{R: r, IPSort: ipSortKey(r.ClientIP), StateSort: stateOrder(r.State),
-		Expected: describe(r.ExpectedLastError)}
+	v := rowView{R: r, C: &r.Client, IPSort: ipSortKey(r.ClientIP),
+		StateSort: stateOrder(r.State), Expected: describe(r.ExpectedLastError)}
 	v.ExpectedCode, v.ExpectedText = codeText(r.ExpectedLastError), meaningOf(r.ExpectedLastError)
 	for _, o := range inspect.Outcomes {
 		if n := r.Counts[o]; n > 0 && o.Failure() {
@@ -182,12 +192,8 @@ func newRowView(r *Row) rowView {
 		names = append(names, d.Name)
 	}
 	v.Diagnoses = strings.Join(names, ", ")
-	for i, t := range []*time.Time{&r.FirstSeen, &r.LastSeen, r.LastTetraOK, r.FailingSince} {
-		if t != nil && !t.IsZero() {
-			v.TimeSort[i] = t.UTC().Format(time.RFC3339Nano)
-			v.TimeShown[i] = t.UTC().Format("2006-01-02 15:04")
-		}
-	}
+	v.FirstSeen, v.LastSeen = newTimeView(&r.FirstSeen), newTimeView(&r.LastSeen)
+	v.LastTetraOK, v.FailingSince = newTimeView(r.LastTetraOK), newTimeView(r.FailingSince)
 	if r.ReportedLastError != nil {
 		v.Reported = describe(*r.ReportedLastError)
 		v.ReportedCode, v.ReportedText = codeText(*r.ReportedLastError),
@@ -202,6 +208,14 @@ func newRowView(r *Row) rowView {
 		v.ReportSort = r.Agreement
 	}
 	return v
+}
+
+func newTimeView(t *time.Time) timeView {
+	if t == nil || t.IsZero() {
+		return timeView{}
+	}
+	return timeView{Sort: t.UTC().Format(time.RFC3339Nano),
+		Shown: t.UTC().Format("2006-01-02 15:04")}
 }
 
 func sortedCounts(m map[string]int, total int) []countView {

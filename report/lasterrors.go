@@ -110,8 +110,9 @@ var separators = []rune{',', ';', '\t', '|'}
 // is returned as a RowError with its line, and the other rows are used. A
 // lasterror may be unsigned, signed or 0x hexadecimal
 // (inspect.ParseLastError). The error is non-nil only when the file as a
-// whole cannot be used: unreadable, too large, or without the columns
-// needed.
+// whole cannot be used: unreadable, too large, not text, without the
+// columns needed, or with rows of which none can be used. A header alone
+// gives no endpoints and no error.
 func ParseLastErrors(r io.Reader) ([]Endpoint, []RowError, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxLastErrorsBytes+1))
 	if err != nil {
@@ -141,14 +142,8 @@ func ParseLastErrors(r io.Reader) ([]Endpoint, []RowError, error) {
 		return nil, nil, fmt.Errorf("lasterrors: %q cannot separate fields", sep)
 	}
 
-	cr := csv.NewReader(strings.NewReader(text))
-	cr.Comma = sep
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	cr.ReuseRecord = true
-
 	p := csvParser{byHost: map[string]int{}, byIP: map[string]int{}}
+	cr := newCSVReader(text, sep)
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -161,6 +156,12 @@ func ParseLastErrors(r io.Reader) ([]Endpoint, []RowError, error) {
 					pe.StartLine+offset, pe.Err)
 			}
 			p.bad(pe.StartLine+offset, "%v", pe.Err)
+			// A quote left open would swallow every line after it: the
+			// record ends with its own line, and reading starts again on
+			// the next one.
+			text = afterLine(text, pe.StartLine)
+			offset += pe.StartLine
+			cr = newCSVReader(text, sep)
 			continue
 		}
 		if err != nil {
@@ -184,7 +185,49 @@ func ParseLastErrors(r io.Reader) ([]Endpoint, []RowError, error) {
 	if p.cols == nil {
 		return nil, nil, errors.New("lasterrors: no header row (the file is empty)")
 	}
+	if len(p.endpoints) == 0 && len(p.errors) > 0 {
+		return nil, nil, fmt.Errorf("lasterrors: no row can be used (%s)", firstErrors(p.errors))
+	}
 	return p.endpoints, p.errors, nil
+}
+
+// newCSVReader reads text as the lasterrors format has it.
+func newCSVReader(text string, sep rune) *csv.Reader {
+	cr := csv.NewReader(strings.NewReader(text))
+	cr.Comma = sep
+	cr.Comment = '#'
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
+	return cr
+}
+
+// afterLine returns text after its first n lines.
+func afterLine(text string, n int) string {
+	for ; n > 0; n-- {
+		i := strings.IndexByte(text, '\n')
+		if i < 0 {
+			return ""
+		}
+		text = text[i+1:]
+	}
+	return text
+}
+
+// firstErrors names the first rows not used, and how many more there are.
+func firstErrors(errs []RowError) string {
+	const shown = 3
+	var b strings.Builder
+	for i, e := range errs[:min(shown, len(errs))] {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.Error())
+	}
+	if len(errs) > shown {
+		fmt.Fprintf(&b, "; %d more", len(errs)-shown)
+	}
+	return b.String()
 }
 
 // decodeText turns the file into UTF-8 text, following a byte order mark.
@@ -206,6 +249,10 @@ func decodeText(data []byte) (string, error) {
 			}
 		}
 		return string(utf16.Decode(u)), nil
+	}
+	if bytes.IndexByte(data, 0) >= 0 {
+		return "", errors.New("lasterrors: the file holds NUL bytes, so it is not text " +
+			"(UTF-16 without a byte order mark?); save it as CSV UTF-8")
 	}
 	if !utf8.Valid(data) {
 		return "", errors.New("lasterrors: the file is neither UTF-8 nor UTF-16 with a byte " +

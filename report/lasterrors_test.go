@@ -157,6 +157,10 @@ func TestParseLastErrorsUnusable(t *testing.T) {
 		{"broken header", "\"host,lasterror\n", "header, line 1"},
 		{"too large", strings.Repeat("x", MaxLastErrorsBytes+1), "larger than"},
 		{"sep line naming a quote", "sep=\"\nhost\"lasterror\n", "cannot separate fields"},
+		{"UTF-16 without a byte order mark", "i\x00p\x00,\x00l\x00a\x00\n\x00",
+			"NUL bytes"},
+		{"no row usable", "ip,lasterror\n10.0.0.300,0\n,5\n10.0.0.1,what\n10.0.0.2,x\n",
+			"no row can be used (line 2: ip"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,4 +244,36 @@ func FuzzParseLastErrors(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A quote left open costs its own row only: the rows after it are read.
+func TestParseLastErrorsOpenQuote(t *testing.T) {
+	for _, row := range []string{"\"127.0.0.6,0", "127.0.0.6,\"0"} {
+		in := "ip,lasterror\n127.0.0.5,-2100\n" + row + "\n127.0.0.7,-2103\n127.0.0.8,0\n"
+		eps, errs, err := ParseLastErrors(strings.NewReader(in))
+		if err != nil {
+			t.Fatalf("%q: %v", row, err)
+		}
+		var ips []string
+		for _, e := range eps {
+			ips = append(ips, e.IP)
+		}
+		if want := []string{"127.0.0.5", "127.0.0.7", "127.0.0.8"}; !reflect.DeepEqual(ips, want) {
+			t.Errorf("%q: endpoints %v, want %v", row, ips, want)
+		}
+		if len(errs) != 1 || errs[0].Line != 3 {
+			t.Errorf("%q: rows not used %v, want line 3 alone", row, errs)
+		}
+		if eps[1].Line != 4 || eps[2].Line != 5 {
+			t.Errorf("%q: lines %d, %d after the broken row, want 4, 5", row, eps[1].Line, eps[2].Line)
+		}
+	}
+}
+
+// A header alone is a file without endpoints, which clears an upload.
+func TestParseLastErrorsHeaderOnly(t *testing.T) {
+	eps, errs, err := ParseLastErrors(strings.NewReader("host;lasterror\n"))
+	if err != nil || len(eps) != 0 || len(errs) != 0 {
+		t.Errorf("header alone: %v, %v, %v; want nothing and no error", eps, errs, err)
+	}
 }

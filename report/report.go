@@ -133,11 +133,23 @@ type Options struct {
 	ImportErrors []RowError
 }
 
-// Source gives stored events oldest first; *store.Store is one. The filter
-// sets Since, Until and, when the report names one, Sensor, nothing else.
+// Source gives stored events; *store.Store is one. ScanFields calls fn with
+// the events that f matches, oldest first (by time, then sensor, then id),
+// from one goroutine at a time, with at least the fields named (JSON names)
+// filled in. The filter sets Since, Until and, when the report names one,
+// Sensor, nothing else. A report spends less on an event than reading it
+// costs, so a source should read ahead of fn; the store does, on two
+// connections.
 type Source interface {
-	Scan(ctx context.Context, f inspect.Filter, fn func(inspect.Event) error) error
+	ScanFields(ctx context.Context, f inspect.Filter, fields []string,
+		fn func(inspect.Event) error) error
 }
+
+// scanFields are the event fields a report reads: those of the client
+// table and summary, and those the correlation reads.
+var scanFields = []string{"id", "time", "duration_ms", "sensor", "client_ip", "client_user",
+	"host", "endpoint", "outcome", "bytes_down", "close", "tls_version", "tls_alert",
+	"tls_issuer"}
 
 // Generate builds the report of opts from the events of src.
 func Generate(ctx context.Context, src Source, opts Options) (*Report, error) {
@@ -145,50 +157,16 @@ func Generate(ctx context.Context, src Source, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Reading the store and correlating take about as long as each other:
-	// the scan runs in its own goroutine and hands over batches.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches := make(chan []inspect.Event, 4)
-	scanErr := make(chan error, 1)
-	go func() {
-		defer close(batches)
-		batch := make([]inspect.Event, 0, scanBatch)
-		f := inspect.Filter{Since: b.From(), Until: b.until, Sensor: opts.Sensor}
-		err := src.Scan(ctx, f, func(ev inspect.Event) error {
-			if batch = append(batch, ev); len(batch) == scanBatch {
-				select {
-				case batches <- batch:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				batch = make([]inspect.Event, 0, scanBatch)
-			}
-			return nil
-		})
-		if err == nil && len(batch) > 0 {
-			select {
-			case batches <- batch:
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
-		scanErr <- err
-	}()
-
-	for batch := range batches {
-		for i := range batch {
-			b.Add(batch[i])
-		}
-	}
-	if err := <-scanErr; err != nil {
+	f := inspect.Filter{Since: b.From(), Until: b.until, Sensor: opts.Sensor}
+	err = src.ScanFields(ctx, f, scanFields, func(ev inspect.Event) error {
+		b.add(&ev)
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("building report: %w", err)
 	}
 	return b.Report(), nil
 }
-
-// scanBatch is how many events the scan hands over at a time.
-const scanBatch = 1024
 
 // Builder makes a report from events given one by one, oldest first. It
 // keeps a few counters per client and the correlation's bounded state, not
@@ -200,10 +178,11 @@ type Builder struct {
 	since, until time.Time
 	from         time.Time // start of the replay: since less the warm-up
 
-	clients *inspect.Clients
-	hist    history
-	acc     map[clientKey]*acc
-	chart   *chartAcc
+	correlation *inspect.Clients
+	hist        history
+	clients     map[clientKey]*client
+	chart       *chartAcc
+	added       int64 // events taken from From on
 
 	events        int
 	failByOutcome map[inspect.Outcome]int
@@ -212,13 +191,21 @@ type Builder struct {
 
 type clientKey struct{ sensor, ip string }
 
+// client is what the builder keeps of one client: its counts over the
+// report's window and, until the recent stretch begins, its condensed
+// history.
+type client struct {
+	acc
+	past past
+}
+
 // acc is what the builder counts per client over the report's window.
 type acc struct {
 	counts       [maxOutcomes]int
 	first, last  time.Time
 	failures     int
 	failingSince time.Time // zero: no failure since the latest success
-	seen         bool
+	seen         bool      // an event of the window was counted
 }
 
 // maxOutcomes sizes per-client counters; init checks it against the
@@ -271,10 +258,9 @@ func NewBuilder(opts Options) (*Builder, error) {
 
 	return &Builder{
 		opts: opts, now: now.UTC(), since: opts.Since.UTC(), until: until.UTC(), from: from.UTC(),
-		clients: cs,
-		hist: history{judgeFrom: until.Add(-warm), corr: c,
-			byClient: make(map[clientKey]*past)},
-		acc:           make(map[clientKey]*acc),
+		correlation:   cs,
+		hist:          history{judgeFrom: until.Add(-warm), corr: c},
+		clients:       make(map[clientKey]*client),
 		chart:         newChartAcc(opts.Since.UTC(), until.UTC()),
 		failByOutcome: make(map[inspect.Outcome]int),
 		targets:       make(map[string]int),
@@ -289,8 +275,12 @@ func (b *Builder) From() time.Time { return b.from }
 // Add takes one finished event. Events must come oldest first, each once;
 // events outside [From, Until), still open, without a client address, or
 // of other traffic that is neither denied nor malformed are ignored, as
-// inspect.Clients ignores them.
-func (b *Builder) Add(ev inspect.Event) {
+// inspect.Clients ignores them. Add reads the fields a Source must fill in
+// for Generate, no other.
+func (b *Builder) Add(ev inspect.Event) { b.add(&ev) }
+
+// add is Add on an event the builder may change.
+func (b *Builder) add(ev *inspect.Event) {
 	if ev.Time.Before(b.from) || !ev.Time.Before(b.until) || !ev.Outcome.Valid() ||
 		ev.ClientIP == "" || b.opts.Sensor != "" && ev.Sensor != b.opts.Sensor {
 		return
@@ -302,20 +292,23 @@ func (b *Builder) Add(ev inspect.Event) {
 		ev.Outcome != inspect.BadRequest {
 		return
 	}
-	b.hist.feed(b.clients, ev)
+	key := clientKey{ev.Sensor, ev.ClientIP}
+	c := b.clients[key]
+	if c == nil {
+		c = &client{}
+		b.clients[key] = c
+	}
+	end := eventEnd(ev)
+	b.added++
+	b.hist.feed(b.correlation, b.clients, ev, end, &c.past, b.added)
 	if ev.Time.Before(b.since) {
 		return // history for the states only
 	}
 
 	// Counted in the window.
 	b.events++
-	key := clientKey{ev.Sensor, ev.ClientIP}
-	a := b.acc[key]
-	if a == nil {
-		a = &acc{}
-		b.acc[key] = a
-	}
-	start, end := ev.Time.UTC(), eventEnd(&ev).UTC()
+	a := &c.acc
+	start, end := ev.Time.UTC(), end.UTC()
 	if !a.seen || start.Before(a.first) {
 		a.first = start
 	}
@@ -353,26 +346,26 @@ const NoDiagnosis = "none"
 // Report returns the report of the events added so far. The Builder can go
 // on taking events afterwards.
 func (b *Builder) Report() *Report {
-	b.hist.flush(b.clients)
+	b.hist.flush(b.correlation, b.clients)
 	rep := &Report{
 		Version:     Version,
 		Generated:   b.now,
 		Since:       b.since,
 		Until:       b.until,
 		Sensor:      b.opts.Sensor,
-		StateWindow: b.clients.Correlation().StateWindow().Seconds(),
+		StateWindow: b.correlation.Correlation().StateWindow().Seconds(),
 		Clients:     []Row{},
 		NotSeen:     []NotSeen{},
 	}
 
 	// Clients kept by the correlation and seen in the window; the list
 	// comes failing first, then silent, unknown and healthy.
-	for _, c := range b.clients.List(b.until) {
-		a := b.acc[clientKey{c.Sensor, c.ClientIP}]
-		if a == nil {
+	for _, c := range b.correlation.List(b.until) {
+		bc := b.clients[clientKey{c.Sensor, c.ClientIP}]
+		if bc == nil || !bc.seen {
 			continue // seen only before the window
 		}
-		rep.Clients = append(rep.Clients, b.row(c, a))
+		rep.Clients = append(rep.Clients, b.row(c, &bc.acc))
 	}
 
 	b.correlate(rep)

@@ -8,6 +8,8 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,9 +226,22 @@ func TestCSVDefusesFormulas(t *testing.T) {
 // sourceFunc is a Source made of a function.
 type sourceFunc func(ctx context.Context, f inspect.Filter, fn func(inspect.Event) error) error
 
-func (s sourceFunc) Scan(ctx context.Context, f inspect.Filter,
+func (s sourceFunc) ScanFields(ctx context.Context, f inspect.Filter, fields []string,
 	fn func(inspect.Event) error) error {
-	return s(ctx, f, fn)
+	return s(ctx, f, func(ev inspect.Event) error { return fn(onlyFields(ev, fields)) })
+}
+
+// onlyFields returns ev with the fields not named zeroed, as the store
+// leaves them, so that a report that reads another field shows it.
+func onlyFields(ev inspect.Event, fields []string) inspect.Event {
+	v := reflect.ValueOf(&ev).Elem()
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		if !slices.Contains(fields, name) && name != "time" && name != "sensor" && name != "id" {
+			v.Field(i).SetZero()
+		}
+	}
+	return ev
 }
 
 // sliceSource scans a slice as the store would, checking the filter it is

@@ -170,24 +170,52 @@ func TestScanWhileAppending(t *testing.T) {
 	}
 }
 
-// TestScanPlan keeps both page queries on events_time.
+// TestScanPlan keeps every query of a scan on events_time, the planner's
+// on it alone, and the page by time without a sort.
 func TestScanPlan(t *testing.T) {
 	s, _ := openTest(t)
-	for _, tc := range []struct{ bySensor, after bool }{
-		{false, false}, {false, true}, {true, false}, {true, true},
-	} {
-		args := []any{formatTime(base), formatTime(maxTime)}
-		if tc.bySensor {
-			args = append(args, "a")
-		}
-		if tc.after {
-			args = append(args, formatTime(base), formatTime(base), "a", "a", int64(1))
-		}
-		args = append(args, scanPage)
-		plan := explain(t, s, scanQuery(tc.bySensor, tc.after), args...)
-		if !strings.Contains(plan, "INDEX events_time") || strings.Contains(plan, "SCAN events") {
-			t.Errorf("sensor %v, after %v: plan does not read events_time:\n%s",
-				tc.bySensor, tc.after, plan)
+	sc, err := newScanner(s, eventColumns, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"boundary", "page", "run"} {
+		for _, tc := range []struct{ bySensor, after bool }{
+			{false, false}, {false, true}, {true, false}, {true, true},
+		} {
+			var (
+				q    string
+				args = []any{formatTime(base)}
+			)
+			switch kind {
+			case "boundary":
+				q = boundaryQuery(tc.bySensor, tc.after)
+			case "page":
+				q = sc.pageQuery(tc.bySensor, tc.after)
+			case "run":
+				q = sc.runQuery(tc.bySensor, tc.after)
+			}
+			if kind != "run" {
+				args = append(args, formatTime(maxTime))
+			}
+			if tc.bySensor {
+				args = append(args, "a")
+			}
+			if kind == "run" && tc.after {
+				args = append(args, "a", "a", int64(1))
+			}
+			args = append(args, scanPage)
+			plan := explain(t, s, q, args...)
+			if !strings.Contains(plan, "INDEX events_time") || strings.Contains(plan, "SCAN events") {
+				t.Errorf("%s query, sensor %v, after %v: plan does not read events_time:\n%s",
+					kind, tc.bySensor, tc.after, plan)
+			}
+			if kind == "boundary" && !tc.bySensor && !strings.Contains(plan, "COVERING INDEX") {
+				t.Errorf("boundary query, after %v: plan reads the table:\n%s", tc.after, plan)
+			}
+			if kind != "run" && strings.Contains(plan, "TEMP B-TREE") {
+				t.Errorf("%s query, sensor %v, after %v: sorted:\n%s",
+					kind, tc.bySensor, tc.after, plan)
+			}
 		}
 	}
 }
