@@ -109,6 +109,10 @@ func readReportFlags(fs *pflag.FlagSet, now time.Time) (reportFlags, error) {
 		if o.since, err = report.ParseWhen(since, now); err != nil {
 			return usage("--since %v", err)
 		}
+		if o.since.IsZero() {
+			// The zero time stands for "no start" in the report.
+			return usage("--since %s: give a time after the first second of year 1", since)
+		}
 	}
 	if !o.since.Before(o.until) {
 		return usage("--since %s is not before --until %s", o.since.Format(time.RFC3339),

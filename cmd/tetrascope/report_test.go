@@ -208,6 +208,7 @@ func TestReportBadUsage(t *testing.T) {
 		{"bad until", []string{"--db", db, "--until", "later"}, "--until"},
 		{"since after until", []string{"--db", db, "--since", "1h", "--until", "2h"}, "--since"},
 		{"bad format", []string{"--db", db, "--format", "pdf"}, "--format"},
+		{"zero since", []string{"--db", db, "--since", "0001-01-01T00:00:00Z"}, "--since"},
 		{"missing lasterrors", []string{"--db", db, "--lasterrors", filepath.Join(dir, "x")},
 			"--lasterrors"},
 		{"unusable lasterrors", []string{"--db", db, "--lasterrors", noHeader}, "--lasterrors"},
@@ -435,4 +436,14 @@ func TestReportOutputTargets(t *testing.T) {
 			t.Errorf("exit %d, %q; want 2 naming the directory", code, errs)
 		}
 	})
+}
+
+// A directory named as a log is bad usage, not a file to wait for.
+func TestTailDirectory(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := run([]string{"tail", "--db", filepath.Join(dir, "t.db"), dir}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "is a directory") {
+		t.Errorf("exit %d, %q; want 2 naming the directory", code, errb.String())
+	}
 }

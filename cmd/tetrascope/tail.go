@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,13 @@ func newTail() *cobra.Command {
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return &usageError{errors.New("tail: name at least one log file")}
+			}
+			// A file that does not exist yet is waited for; a directory
+			// never becomes a log.
+			for _, a := range args {
+				if fi, err := os.Stat(a); err == nil && fi.IsDir() {
+					return &usageError{fmt.Errorf("tail: %s is a directory, not a log file", a)}
+				}
 			}
 			return nil
 		},
