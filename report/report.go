@@ -220,6 +220,10 @@ const maxTargets = 1000
 // maxTargets.
 const OtherTargets = "(other hosts)"
 
+// NoTarget is the summary's name for failures that name no host: requests
+// too malformed to say where they were going.
+const NoTarget = "(no host)"
+
 func init() {
 	if len(inspect.Outcomes) > maxOutcomes {
 		panic("report: raise maxOutcomes to the number of outcomes")
@@ -333,6 +337,9 @@ func (b *Builder) add(ev *inspect.Event) {
 	b.failByOutcome[ev.Outcome]++
 	b.chart.add(start, ev.Outcome)
 	host := strings.ToLower(ev.Host)
+	if host == "" {
+		host = NoTarget
+	}
 	if _, ok := b.targets[host]; !ok && len(b.targets) >= maxTargets {
 		host = OtherTargets
 	}

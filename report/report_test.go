@@ -340,3 +340,18 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// A failure that names no host is listed under NoTarget, not a blank name.
+func TestFailingTargetWithoutHost(t *testing.T) {
+	b, err := NewBuilder(Options{Since: reportEnd.Add(-time.Hour), Until: reportEnd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Add(inspect.Event{ID: 1, Time: reportEnd.Add(-time.Minute), Sensor: "s",
+		ClientIP: "10.0.0.9", Endpoint: inspect.EndpointOther, Outcome: inspect.BadRequest,
+		Status: 400})
+	got := b.Report().Summary.FailingTargets
+	if len(got) != 1 || got[0].Host != NoTarget || got[0].Failures != 1 {
+		t.Errorf("failing targets %+v; want one %q", got, NoTarget)
+	}
+}
