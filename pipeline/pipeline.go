@@ -63,6 +63,11 @@ type Config struct {
 	// PublishClient receives a client whose health changed. It must not
 	// block. Nil: client changes are not published.
 	PublishClient func(inspect.Client)
+	// Watched reports whether the stream has viewers. Open messages go
+	// only to them (the store and the metrics take ended events), so
+	// while it reports false, Open drops them at once: each would cost a
+	// hand-over and a wake-up of the pipeline. Nil: always watched.
+	Watched func() bool
 	// OnAppend is told of every store transaction: how long it took, how
 	// many events it held and how it ended (a failed one is retried and
 	// told again). It runs on the store writer and should return quickly.
@@ -95,9 +100,10 @@ type Pipeline struct {
 	publish Publisher
 	log     *slog.Logger
 
-	in      chan msg
-	toStore chan inspect.Event
-	clients *clientState // nil: no per-client state
+	in       chan msg
+	toStore  chan inspect.Event
+	clients  *clientState // nil: no per-client state
+	throttle *throttle    // client messages held back; the dispatcher's own
 
 	queued, dropped, stored, notStored, storeErrors, storeLost, invalid atomic.Uint64
 	closing                                                             atomic.Bool
@@ -134,12 +140,18 @@ func New(cfg Config, store Store, publish Publisher, log *slog.Logger) *Pipeline
 	}
 	if cfg.Correlation != nil {
 		p.clients = &clientState{c: inspect.NewClients(*cfg.Correlation)}
+		p.throttle = newThrottle()
 	}
 	return p
 }
 
 // Open announces a connection that started. It never blocks.
-func (p *Pipeline) Open(ev *inspect.Event) { p.put(KindOpen, ev) }
+func (p *Pipeline) Open(ev *inspect.Event) {
+	if p.cfg.Watched != nil && !p.cfg.Watched() {
+		return
+	}
+	p.put(KindOpen, ev)
+}
 
 // Done hands over a finished event. It never blocks.
 func (p *Pipeline) Done(ev *inspect.Event) { p.put(KindEvent, ev) }
@@ -214,6 +226,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.dispatch(m)
 		case now := <-tick:
 			p.tick(now)
+		case now := <-p.throttle.due():
+			p.flushClients(now)
 		case <-ctx.Done():
 			for {
 				select {
@@ -223,6 +237,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				default:
 				}
 				break
+			}
+			if p.throttle != nil {
+				p.flushClients(time.Now())
 			}
 			p.closing.Store(true)
 			close(p.toStore)
@@ -241,8 +258,8 @@ func (p *Pipeline) dispatch(m msg) {
 	if p.publish != nil {
 		p.publish(m.kind.String(), m.ev)
 	}
-	if changed && p.cfg.PublishClient != nil {
-		p.cfg.PublishClient(cl)
+	if changed {
+		p.publishClient(cl, time.Now())
 	}
 	if m.kind != KindEvent || p.store == nil {
 		return

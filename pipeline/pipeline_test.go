@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,5 +344,109 @@ func TestOnAppend(t *testing.T) {
 	if stored != 20 || p.Stats().Stored != 20 {
 		t.Errorf("successful calls held %d events, stats say %d stored; want 20",
 			stored, p.Stats().Stored)
+	}
+}
+
+// TestBusyClientThrottled: a client that changes with every one of many
+// events (each tetra attempt counts) is not published once per event, and
+// the state its viewers are left with is the last one. A client that
+// changes once is published too.
+func TestBusyClientThrottled(t *testing.T) {
+	var mu sync.Mutex
+	var published []inspect.Client
+	p := New(Config{Queue: 10000, Correlation: &inspect.Correlation{MaxEvents: 1000},
+		PublishClient: func(c inspect.Client) {
+			mu.Lock()
+			published = append(published, c)
+			mu.Unlock()
+		}}, &fakeStore{}, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	const n = 500
+	start := time.Now()
+	now := start.UTC()
+	attempt := func(id int64, ip string) *inspect.Event {
+		return &inspect.Event{ID: id, Time: now, Sensor: "s", ClientIP: ip, Method: "CONNECT",
+			Host: "tetra-defs.amp.cisco.com", Endpoint: inspect.EndpointTetra,
+			Outcome: inspect.OK, DurationMS: 1}
+	}
+	for i := int64(1); i <= n; i++ {
+		p.Done(attempt(i, "10.0.0.5"))
+	}
+	p.Done(attempt(n+1, "10.0.0.6"))
+	last := func(ip string) (inspect.Client, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		var c inspect.Client
+		k := 0
+		for _, pc := range published {
+			if pc.ClientIP == ip {
+				c = pc
+				k++
+			}
+		}
+		return c, k
+	}
+	waitFor(t, "the busy client's last state", func() bool {
+		c, _ := last("10.0.0.5")
+		return c.TetraAttempts == n
+	})
+	elapsed := time.Since(start)
+	waitFor(t, "the quiet client", func() bool {
+		_, k := last("10.0.0.6")
+		return k > 0
+	})
+	cancel()
+	<-done
+
+	// One message at once, then at most one per clientEvery (and one more
+	// for the period under way).
+	_, k := last("10.0.0.5")
+	if limit := 2 + int(elapsed/clientEvery); k > limit {
+		t.Errorf("the busy client was published %d times for %d events in %v; want at most %d",
+			k, n, elapsed, limit)
+	}
+	if c, k := last("10.0.0.6"); k != 1 || c.TetraAttempts != 1 {
+		t.Errorf("the quiet client was published %d times, last as %+v; want once", k, c)
+	}
+}
+
+// TestOpensOnlyWhenWatched: open messages are published while the stream
+// is watched and dropped, uncounted, while it is not; ended events are
+// published and stored either way.
+func TestOpensOnlyWhenWatched(t *testing.T) {
+	st := &fakeStore{}
+	var watched atomic.Bool
+	var mu sync.Mutex
+	var opens []int64
+	p := New(Config{Queue: 100, Watched: watched.Load}, st, func(kind string, ev inspect.Event) {
+		if kind == "open" {
+			mu.Lock()
+			opens = append(opens, ev.ID)
+			mu.Unlock()
+		}
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	p.Open(tetra(1))
+	p.Done(tetra(1))
+	watched.Store(true)
+	p.Open(tetra(2))
+	p.Done(tetra(2))
+	waitFor(t, "two stored events", func() bool { return st.count() == 2 })
+	cancel()
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(opens) != 1 || opens[0] != 2 {
+		t.Errorf("opens published %v; want only 2's, made while watched", opens)
+	}
+	if s := p.Stats(); s.Queued != 2 || s.Dropped != 0 {
+		t.Errorf("stats %+v; want 2 events queued, none dropped", s)
 	}
 }

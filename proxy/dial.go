@@ -49,8 +49,7 @@ func (s *Server) dial(ctx context.Context, host string, port int) (*net.TCPConn,
 			last = &dialError{inspect.Denied, http.StatusForbidden, why}
 			continue
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", ap.String())
+		c, err := dialer.DialContext(ctx, "tcp", ap.String())
 		if err == nil {
 			return c.(*net.TCPConn), nil
 		}

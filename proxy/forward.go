@@ -11,16 +11,18 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/elazarl/goproxy"
 
 	"github.com/tetrascope/tetrascope/inspect"
 )
 
-// newGoproxy sets up goproxy for plain HTTP. Every hook that would read the
-// environment or dial on its own is set explicitly: the transport has no
-// proxy and dials through our resolver, and CONNECT never reaches goproxy.
+// newGoproxy sets up goproxy for plain HTTP. Every request goes out through
+// roundTrip (our own origin client, or the upstream proxy). Every hook that
+// would read the environment or dial on its own is set explicitly anyway:
+// goproxy's transport, which none of our requests reaches, has no proxy,
+// dials through our resolver and keeps no connection; CONNECT never
+// reaches goproxy.
 func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = log.New(io.Discard, "", 0)
@@ -29,14 +31,10 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = nil
 	gp.Tr = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           s.dialHTTP,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: s.cfg.IdleTimeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
+		Proxy:              nil,
+		DialContext:        s.dialHTTP,
+		DisableKeepAlives:  true,
+		DisableCompression: true,
 	}
 	rt := goproxy.RoundTripperFunc(s.roundTrip)
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
@@ -61,6 +59,7 @@ type httpObsKey struct{}
 type httpObs struct {
 	o          *inspect.Observation
 	bodyErr    atomic.Value // string
+	silent     atomic.Bool  // the origin stopped sending for timeouts.idle
 	err        error        // why the origin never answered
 	cc         *clientConn  // the client's connection, for pinning; may be nil
 	upstream   bool         // sent through the upstream proxy
@@ -91,7 +90,7 @@ func (s *Server) roundTrip(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Respon
 	if st.upstream {
 		resp, err = s.upstreamRoundTrip(r, st)
 	} else {
-		resp, err = s.gp.Tr.RoundTrip(r)
+		resp, err = s.originRoundTrip(r, st)
 	}
 	if err != nil {
 		return resp, err
@@ -129,6 +128,9 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
 		b.st.bodyErr.Store(err.Error())
+		if errors.Is(err, errOriginSilent) {
+			b.st.silent.Store(true)
+		}
 	}
 	return n, err
 }
@@ -186,6 +188,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 	if cw.err != nil && o.BodyErr == "" {
 		o.BodyErr = "client went away: " + cw.err.Error()
 		ev.Close = inspect.ClientRST
+	}
+	if st.silent.Load() {
+		ev.Close = inspect.IdleTimeout
 	}
 	switch {
 	case ev.UpstreamStatus == 0:

@@ -85,31 +85,45 @@ func start(t *testing.T, ports []int, names ...string) *fixture {
 // address, sensor and allowed clients are filled in.
 func startWith(t *testing.T, cfg Config, names ...string) *fixture {
 	t.Helper()
+	rec := newRecorder()
+	f := startConfigured(t, cfg, rec, names...)
+	f.rec = rec
+	return f
+}
+
+// startRecorded is start with a Recorder of the caller's.
+func startRecorded(tb testing.TB, rec Recorder, names ...string) *fixture {
+	tb.Helper()
+	return startConfigured(tb, Config{IdleTimeout: 5 * time.Second}, rec, names...)
+}
+
+// startConfigured runs the proxy of startWith, handing events to rec.
+func startConfigured(tb testing.TB, cfg Config, rec Recorder, names ...string) *fixture {
+	tb.Helper()
 	static := map[string][]netip.Addr{}
 	for _, n := range names {
 		static[n] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	}
-	res, err := resolve.New(static, []string{nxServer(t)}, time.Second)
+	res, err := resolve.New(static, []string{nxServer(tb)}, time.Second)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	cat, err := inspect.NewCatalog(inspect.DefaultTetraHosts, []string{"crl.identrust.com"}, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	cfg.Listen, cfg.Sensor = "127.0.0.1:0", "test"
 	cfg.AllowClients = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	rec := newRecorder()
 	s, err := New(cfg, Deps{Resolver: res, Catalog: cat, Recorder: rec})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	tb.Cleanup(func() { cancel(); <-done })
 	u, _ := url.Parse("http://" + s.Addr().String())
-	return &fixture{proxyURL: u, rec: rec, srv: s}
+	return &fixture{proxyURL: u, srv: s}
 }
 
 func port(t *testing.T, rawURL string) int {

@@ -2,8 +2,8 @@
 // CONNECT tunnels and plain HTTP requests for the endpoints and reports one
 // observation per connection or request. CONNECT is taken over from goproxy
 // with our own dialer and relay, so that failures keep their cause and the
-// TLS handshake can be watched; plain HTTP goes through goproxy with every
-// dial hook set explicitly.
+// TLS handshake can be watched; plain HTTP goes through goproxy's handler
+// and our own keep-alive client to the origins.
 package proxy
 
 import (
@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,8 @@ type Config struct {
 	OtherListeners []string
 }
 
-// Recorder receives the events of the proxy. Its methods must not block.
+// Recorder receives the events of the proxy. Its methods must not block,
+// nor keep ev after they return: the proxy reuses it.
 type Recorder interface {
 	Open(ev *inspect.Event)
 	Done(ev *inspect.Event)
@@ -72,20 +74,27 @@ type Deps struct {
 
 // Server is the forward proxy. Use New.
 type Server struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	gp    *goproxy.ProxyHttpServer
-	ports map[int]bool
-	auth  *htpasswd // nil: no client authentication
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	gp      *goproxy.ProxyHttpServer
+	origins originPool // idle connections to origins, for plain HTTP
+	ports   map[int]bool
+	auth    *htpasswd // nil: no client authentication
 
 	ids         *inspect.IDs
-	conns       atomic.Int64 // client connections open now
-	openTunnels atomic.Int64 // tunnels open now
-	busy        atomic.Int64 // connections refused over limits.max_connections
-	busyLog     atomic.Int64 // unix seconds of the last warning about them
-	tunnels     sync.Map     // id -> *tunnel
-	wg          sync.WaitGroup
+	conns       atomic.Int64          // client connections open now
+	openTunnels atomic.Int64          // tunnels open now
+	busy        atomic.Int64          // connections refused over limits.max_connections
+	busyLog     atomic.Int64          // unix seconds of the last warning about them
+	tunnels     registry[*tunnel]     // the tunnels open now, by event id
+	waiting     registry[*clientConn] // connections the front waits on for a request
+	connSeq     atomic.Uint64         // numbers client connections
+	stopping    atomic.Bool           // shutting down: connections waiting for a request close
+	closing     atomic.Bool           // the grace period is over: tunnels end at once
+	handoff     *handoff              // where the front passes connections to net/http
+	work        *workers              // goroutines for fronts and tunnels
+	wg          sync.WaitGroup        // fronts and tunnels still running
 
 	mu    sync.Mutex
 	addrs []netip.AddrPort // our own listeners, never dialled (loops)
@@ -119,6 +128,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:   deps.Logger,
 		ports: make(map[int]bool),
 		ready: make(chan struct{}),
+		work:  newWorkers(),
 	}
 	for _, p := range cfg.AllowPorts {
 		s.ports[p] = true
@@ -157,10 +167,18 @@ func (s *Server) Addr() netip.AddrPort {
 	return s.addrs[0]
 }
 
+// listenConfig and dialer leave TCP keep-alive off, as Squid does: setting
+// it costs four system calls on every connection, each side of every
+// tunnel, and a peer that vanished is noticed by timeouts.idle anyway.
+var (
+	listenConfig = net.ListenConfig{KeepAlive: -1}
+	dialer       = net.Dialer{KeepAlive: -1}
+)
+
 // Run listens and serves until ctx is done, then stops accepting, lets open
 // tunnels finish for the grace period and closes the rest.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := listenConfig.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy listening on %s: %w", s.cfg.Listen, err)
 	}
@@ -177,7 +195,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.addrs = own
 	s.mu.Unlock()
 	close(s.ready)
+	defer s.work.close()
+	defer s.origins.close()
 
+	// The front reads what clients send first and serves CONNECTs itself;
+	// net/http gets the rest through the handoff listener.
+	s.handoff = newHandoff(ln.Addr())
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -192,17 +215,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("proxy listening", "addr", ln.Addr().String())
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(&listener{Listener: ln, s: s}) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(s.handoff) }()
+	acceptDone := make(chan error, 1)
+	go func() { acceptDone <- s.accept(ln) }()
 
 	select {
-	case err := <-errc:
+	case err := <-acceptDone:
+		s.stopping.Store(true)
+		s.closeWaiting()
+		_ = srv.Close()
+		return fmt.Errorf("proxy serving: %w", err)
+	case err := <-httpDone:
+		_ = ln.Close()
+		<-acceptDone
 		return fmt.Errorf("proxy serving: %w", err)
 	case <-ctx.Done():
 	}
 
-	// Stop accepting; idle keep-alive connections close at once, requests
-	// in flight and tunnels get the grace period.
+	// Stop accepting; idle connections close at once, requests in flight
+	// and tunnels get the grace period.
+	_ = ln.Close()
+	<-acceptDone
+	s.stopping.Store(true)
+	s.closeWaiting()
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	_ = srv.Shutdown(grace)
@@ -211,16 +247,55 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	select {
 	case <-done:
 	case <-grace.Done():
+		s.closing.Store(true)
+		_ = srv.Close()
+		s.closeWaiting()
 		n := 0
-		s.tunnels.Range(func(_, v any) bool {
-			v.(*tunnel).shutdown()
+		s.tunnels.each(func(t *tunnel) {
+			t.shutdown()
 			n++
-			return true
 		})
 		s.log.Info("closing tunnels still open after the grace period", "tunnels", n)
 		<-done
 	}
 	return nil
+}
+
+// accept takes the connections of ln, up to limits.max_connections at
+// once, and gives each to the front on a goroutine of its own. It returns
+// once ln is closed, with the error that says so.
+func (s *Server) accept(ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		if err != nil {
+			// Out of descriptors, or a connection reset before it was
+			// taken: wait a little, as net/http does, and go on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Debug("accepting a connection", "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			if !s.handoff.pass(c) {
+				_ = c.Close()
+			}
+			continue
+		}
+		if s.conns.Add(1) > int64(s.cfg.MaxConnections) {
+			s.conns.Add(-1)
+			s.refuseBusy(tc)
+			continue
+		}
+		s.wg.Add(1)
+		cc := &clientConn{TCPConn: tc, s: s, id: s.connSeq.Add(1)}
+		s.work.run(func() { s.front(cc) })
+	}
 }
 
 // serverLog takes net/http's own log lines. A handler that panicked lost
@@ -298,10 +373,7 @@ func (s *Server) isOwn(ap netip.AddrPort) bool {
 // Active returns the tunnels open now, with the bytes relayed so far.
 func (s *Server) Active() []inspect.Event {
 	var out []inspect.Event
-	s.tunnels.Range(func(_, v any) bool {
-		out = append(out, v.(*tunnel).snapshot())
-		return true
-	})
+	s.tunnels.each(func(t *tunnel) { out = append(out, t.snapshot()) })
 	return out
 }
 
@@ -327,6 +399,12 @@ func (s *Server) newEvent(r *http.Request, start time.Time) inspect.Event {
 // open announces a request: only what is known when a connection starts,
 // never an outcome, even when the proxy has already decided it.
 func (s *Server) open(ev *inspect.Event) {
+	if ev.Outcome == "" {
+		// Undecided, ev holds only what is known at the start: it is
+		// handed over as it is, without a copy.
+		s.deps.Recorder.Open(ev)
+		return
+	}
 	o := inspect.Event{
 		ID: ev.ID, Time: ev.Time, Source: ev.Source, Sensor: ev.Sensor,
 		ClientIP: ev.ClientIP, ClientUser: ev.ClientUser, Method: ev.Method,
@@ -338,14 +416,15 @@ func (s *Server) open(ev *inspect.Event) {
 // finish classifies and hands over the event of a request.
 func (s *Server) finish(o *inspect.Observation, start time.Time) {
 	o.Event.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	ev := inspect.Classify(o)
+	inspect.Classify(o)
+	ev := &o.Event
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("connection", "id", ev.ID, "client_ip", ev.ClientIP, "method", ev.Method,
 			"host", ev.Host, "port", ev.Port, "outcome", ev.Outcome, "status", ev.Status,
 			"bytes_up", ev.BytesUp, "bytes_down", ev.BytesDown, "close", ev.Close,
 			"detail", ev.Detail)
 	}
-	s.deps.Recorder.Done(&ev)
+	s.deps.Recorder.Done(ev)
 }
 
 // ServeHTTP handles one request from a client.
@@ -521,33 +600,6 @@ func remoteIP(addr string) string {
 
 type connKey struct{}
 
-// listener wraps accepted connections so that the responses net/http writes
-// on its own (400 for a malformed request line, 431 for oversized headers)
-// are recorded as bad_request, and caps the connections open at once.
-type listener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *listener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			return c, nil
-		}
-		if l.s.conns.Add(1) > int64(l.s.cfg.MaxConnections) {
-			l.s.conns.Add(-1)
-			l.s.refuseBusy(tc)
-			continue
-		}
-		return &clientConn{TCPConn: tc, s: l.s}, nil
-	}
-}
-
 // Refused returns how many connections were refused because
 // limits.max_connections were open.
 func (s *Server) Refused() int64 { return s.busy.Load() }
@@ -568,12 +620,18 @@ func (s *Server) refuseBusy(c *net.TCPConn) {
 }
 
 // clientConn is a client connection before it becomes a tunnel. Tunnels use
-// the TCPConn inside, so the relay keeps the kernel's splice path.
+// the TCPConn inside, so the relay keeps the kernel's splice path. Its Write
+// spots the answers net/http writes without calling the handler (400 for a
+// malformed request line, 431 for oversized headers), so that they are
+// recorded as bad_request.
 type clientConn struct {
 	*net.TCPConn
 	s        *Server
+	id       uint64 // its number, for the registry's shards
 	closed   atomic.Bool
 	recorded bool
+	// pending are bytes the front read and net/http has still to read.
+	pending []byte
 	// handled says the handler ran for the request whose answer comes
 	// next; an answer written without it is net/http's own.
 	handled atomic.Bool
@@ -581,15 +639,30 @@ type clientConn struct {
 	pinMu  sync.Mutex
 	pinned *upstreamConn
 
+	// plainWait is the origin connection that a plain-HTTP request of
+	// this client waits on; the client leaving ends the wait (see leave).
+	plainWait atomic.Pointer[originConn]
+
 	// head keeps the first bytes of the request being read, to name what
 	// was wrong with a request net/http refuses on its own.
 	head  [120]byte
 	headN atomic.Int32 // the handler resets it while net/http reads ahead
 }
 
-// Read keeps the start of each request; the handler resets it.
+// Read returns what the front read first, then reads the connection. It
+// keeps the start of each request; the handler resets it.
 func (c *clientConn) Read(p []byte) (int, error) {
-	n, err := c.TCPConn.Read(p)
+	var n int
+	var err error
+	if len(c.pending) > 0 {
+		n = copy(p, c.pending)
+		c.pending = c.pending[n:]
+	} else {
+		n, err = c.TCPConn.Read(p)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.leave()
+		}
+	}
 	if h := int(c.headN.Load()); h < len(c.head) && n > 0 {
 		c.headN.Store(int32(h + copy(c.head[h:], p[:n])))
 	}

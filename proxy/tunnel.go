@@ -20,8 +20,10 @@ const (
 	// chunk is how much one splice call may move before the byte counts
 	// are updated, so /api/v1/active shows live figures.
 	chunk = 1 << 20
-	// tick bounds how long a read waits before the counts and the idle
-	// timer are looked at again.
+	// tick is how long a read may wait before the counts and the idle
+	// timer are looked at again. The deadline is set again only when it
+	// has passed, not before every read: setting it costs a timer update,
+	// several per tunnel that lasts a moment.
 	tick = time.Second
 	// sniffBuf is the read size while the handshake is being watched.
 	sniffBuf = 16 << 10
@@ -38,7 +40,12 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 	start time.Time) {
 	// A client may half-close its side right after the CONNECT; net/http
 	// then cancels the request's context, but the tunnel is still wanted.
-	server, err := s.dial(context.WithoutCancel(r.Context()), o.Event.Host, o.Event.Port)
+	// (The front's requests have no cancellation to shed.)
+	ctx := r.Context()
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	server, err := s.dial(ctx, o.Event.Host, o.Event.Port)
 	if err != nil {
 		s.refuse(w, o, start, err.(*dialError))
 		return
@@ -49,56 +56,49 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, o *inspect.Obse
 // tunnel takes the client connection over, answers 200 and relays between
 // it and server, watching the handshake. early are bytes the server side
 // already sent.
-func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, o *inspect.Observation,
+func (s *Server) tunnel(w http.ResponseWriter, _ *http.Request, o *inspect.Observation,
 	start time.Time, server *net.TCPConn, early []byte) {
 	ev := &o.Event
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		_ = server.Close()
-		ev.Outcome, ev.Status = inspect.BadRequest, http.StatusInternalServerError
-		ev.Detail = "connection cannot be taken over for a tunnel"
-		http.Error(w, ev.Detail, ev.Status)
-		s.finish(o, start)
-		return
-	}
-	c, rw, err := hj.Hijack()
+	cc, fromClient, err := takeOver(w)
 	if err != nil {
 		_ = server.Close()
-		ev.Outcome, ev.Detail = inspect.DownloadAborted, "taking over the connection: "+err.Error()
+		if errors.Is(err, errNoTakeOver) {
+			ev.Outcome, ev.Status = inspect.BadRequest, http.StatusInternalServerError
+			ev.Detail = err.Error()
+			http.Error(w, ev.Detail, ev.Status)
+		} else {
+			ev.Outcome, ev.Detail = inspect.DownloadAborted, err.Error()
+		}
 		s.finish(o, start)
 		return
 	}
-	cc := c.(*clientConn)
 	client := cc.release()
 
 	ev.Status = http.StatusOK
 	t := &tunnel{s: s, o: o, client: client, server: server}
 	t.last.Store(time.Now().UnixNano())
 	s.wg.Add(1)
-	s.tunnels.Store(ev.ID, t)
+	defer s.wg.Done()
+	defer cc.done()
+	s.tunnels.add(uint64(ev.ID), t)
 	s.openTunnels.Add(1)
-	defer func() {
-		s.tunnels.Delete(ev.ID)
-		s.openTunnels.Add(-1)
-		cc.done()
-		s.wg.Done()
-	}()
+	if s.closing.Load() {
+		// The grace period is over: the tunnel is not wanted anymore.
+		t.shutdown()
+	}
 
-	if _, err := client.Write(established); err != nil {
+	if _, err := client.Write(established); err == nil {
+		t.run(fromClient, early)
+	} else {
+		t.setClose(inspect.ClientRST)
 		_ = client.Close()
 		_ = server.Close()
-		ev.Close = inspect.ClientRST
-		t.finish(start)
-		return
 	}
 
-	// Bytes the client sent right behind the CONNECT (often the
-	// ClientHello) sit in the server's read buffer: relay them first.
-	var fromClient []byte
-	if n := rw.Reader.Buffered(); n > 0 {
-		fromClient, _ = rw.Reader.Peek(n)
-	}
-	t.run(fromClient, early)
+	// Out of the listing before its event is completed, so that a listing
+	// never reads an event being written.
+	s.tunnels.remove(uint64(ev.ID), t)
+	s.openTunnels.Add(-1)
 	t.finish(start)
 }
 
@@ -110,7 +110,11 @@ type tunnel struct {
 	tls            tlsrec.Tracker
 
 	up, down atomic.Int64
-	last     atomic.Int64 // unix nanos of the last byte moved
+	// last is when bytes were last seen moving, in unix nanos, and moved
+	// the bytes moved by then in both directions. They are brought up to
+	// date when a read's deadline passes (lastMoved), a tick at a time,
+	// rather than by reading the clock after every read.
+	last, moved atomic.Int64
 
 	// limit bounds each splice of a direction to a chunk; kept here, so
 	// that a chunk does not allocate one.
@@ -126,10 +130,10 @@ type tunnel struct {
 func (t *tunnel) run(fromClient, fromServer []byte) {
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	t.s.work.run(func() {
 		defer wg.Done()
 		t.pump(t.server, t.client, tlsrec.ServerToClient, fromServer)
-	}()
+	})
 	t.pump(t.client, t.server, tlsrec.ClientToServer, fromClient)
 	wg.Wait()
 	_ = t.client.Close()
@@ -163,8 +167,8 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			}
 		}()
 	}
+	_ = src.SetReadDeadline(time.Now().Add(tick))
 	for {
-		_ = src.SetReadDeadline(time.Now().Add(tick))
 		var n int64
 		var err error
 		var eof bool
@@ -194,7 +198,6 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 		}
 		if n > 0 {
 			count.Add(n)
-			t.last.Store(time.Now().UnixNano())
 		}
 
 		switch {
@@ -208,14 +211,16 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			if t.stopping.Load() {
 				return
 			}
-			last := time.Unix(0, t.last.Load())
-			if time.Since(last) < t.s.cfg.IdleTimeout {
+			now := time.Now()
+			last := t.lastMoved(now)
+			if now.Sub(last) < t.s.cfg.IdleTimeout {
 				if n == 0 {
 					// Nothing came this tick: sleep until something
 					// does or the tunnel may have gone idle, so that
 					// a quiet tunnel costs no wake-up every tick.
 					waitReadable(src, last.Add(t.s.cfg.IdleTimeout))
 				}
+				_ = src.SetReadDeadline(time.Now().Add(tick))
 				continue
 			}
 			t.setClose(inspect.IdleTimeout)
@@ -229,6 +234,16 @@ func (t *tunnel) pump(src, dst *net.TCPConn, dir tlsrec.Direction, early []byte)
 			return
 		}
 	}
+}
+
+// lastMoved returns when bytes last moved in either direction, as seen at
+// now: now itself if some moved since the previous look.
+func (t *tunnel) lastMoved(now time.Time) time.Time {
+	if total := t.up.Load() + t.down.Load(); t.moved.Swap(total) != total {
+		t.last.Store(now.UnixNano())
+		return now
+	}
+	return time.Unix(0, t.last.Load())
 }
 
 // fail ends the tunnel after an error in direction dir. srcDead says the

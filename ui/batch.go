@@ -4,17 +4,13 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"time"
 )
 
-// coalesce is how long a viewer's writer waits after a live message for
-// more to come, so that a busy stream costs one write system call for many
-// messages instead of one each. It is far below the 50 ms an event may take
-// to reach the page.
-const coalesce = 4 * time.Millisecond
-
-// batchConn buffers what the websocket writes until flush. Every write to a
-// viewer happens on the viewer's own goroutine, so it needs no lock.
+// batchConn buffers what is written to a viewer until flush, so that a busy
+// stream costs one write system call for many messages instead of one
+// each. Every write to a viewer happens on one goroutine at a time (the
+// stream handler's: catch-up, then writeLoop, then the close), so it needs
+// no lock.
 type batchConn struct {
 	net.Conn
 	w *bufio.Writer
@@ -22,7 +18,17 @@ type batchConn struct {
 
 func (c *batchConn) Write(p []byte) (int, error) { return c.w.Write(p) }
 
+// write adds a whole websocket frame built beforehand.
+func (c *batchConn) write(frame []byte) error {
+	_, err := c.w.Write(frame)
+	return err
+}
+
 func (c *batchConn) flush() error { return c.w.Flush() }
+
+// batchSize is a viewer's write buffer: what twenty milliseconds of a busy
+// stream (4,000 messages a second) make, so that they go out in one write.
+const batchSize = 64 << 10
 
 // batchWriter hands the websocket upgrader a buffered connection when it
 // takes the HTTP connection over.
@@ -36,6 +42,6 @@ func (b *batchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	b.conn = &batchConn{Conn: c, w: bufio.NewWriterSize(c, 32<<10)}
+	b.conn = &batchConn{Conn: c, w: bufio.NewWriterSize(c, batchSize)}
 	return b.conn, rw, nil
 }

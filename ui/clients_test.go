@@ -186,8 +186,7 @@ func TestPublishClient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for len(tt.v.send) > 0 {
-				m := <-tt.v.send
+			for _, m := range queued(t, s, tt.v) {
 				var r struct {
 					Type   string          `json:"type"`
 					Client *inspect.Client `json:"client"`

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -34,20 +35,96 @@ type streamMessage struct {
 	Stats  map[string]any  `json:"stats,omitempty"`
 }
 
-// message is one encoded stream message queued for a viewer. The bytes are
-// shared by every viewer and must not be changed.
+// message is one encoded stream message of the log. The bytes are shared
+// by every viewer and must not be changed.
 type message struct {
-	id   int64  // the event's id; 0 for a client message
-	seq  uint64 // a client message's number (Server.clientSeq); 0 for events
-	data []byte
+	id    int64  // the event's id; 0 for a client message
+	seq   uint64 // a client message's number (Server.clientSeq); 0 for events
+	data  []byte // the JSON text
+	frame []byte // the websocket frame that carries data, data at its end
+}
+
+// frameRoom is the room a message's buffer keeps in front of its JSON
+// text for the longest websocket frame header.
+const frameRoom = 10
+
+// newMessage frames the JSON text at b[frameRoom:] once for every viewer: a
+// websocket text frame from the server (RFC 6455, section 5.2) is a header
+// of two to ten bytes, FIN and the opcode then the payload length, followed
+// by the payload unmasked and uncompressed, as the upgrader negotiates no
+// extension. The header is written into the room in front of the text.
+func newMessage(id int64, seq uint64, b []byte) message {
+	payload := b[frameRoom:]
+	var room [frameRoom]byte
+	h := append(room[:0], 0x80|websocket.TextMessage)
+	switch n := len(payload); {
+	case n < 126:
+		h = append(h, byte(n))
+	case n <= 0xffff:
+		h = binary.BigEndian.AppendUint16(append(h, 126), uint16(n))
+	default:
+		h = binary.BigEndian.AppendUint64(append(h, 127), uint64(n))
+	}
+	frame := b[frameRoom-len(h):]
+	copy(frame, h)
+	return message{id: id, seq: seq, data: payload, frame: frame}
+}
+
+// entry is one message of the stream's log, with what the viewers' filters
+// look at.
+type entry struct {
+	msg message
+	ev  *inspect.Event  // the event of an open or event message; nil otherwise
+	cl  *inspect.Client // the client of a client message; nil otherwise
+}
+
+// streamLog is the live stream as one bounded log, which every viewer's
+// writer reads at its own pace: Publish appends each message once, whatever
+// the number of viewers, and a viewer that falls more than the log's length
+// behind has lost messages and is dropped. Entries are numbered from 0 in
+// the order they were appended.
+type streamLog struct {
+	mu      sync.Mutex
+	entries []entry // a ring: entry n is at n % len(entries)
+	next    uint64  // the number of the next entry
+}
+
+func newStreamLog(size int) *streamLog {
+	return &streamLog{entries: make([]entry, max(size, 1))}
+}
+
+// append adds en and returns the number of entries appended so far.
+func (l *streamLog) append(en entry) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries[l.next%uint64(len(l.entries))] = en
+	l.next++
+	return l.next
+}
+
+// end returns the number of the next entry.
+func (l *streamLog) end() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next
+}
+
+// clear lets go of the messages, keeping the numbering.
+func (l *streamLog) clear() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.entries)
 }
 
 // viewer is one websocket client of the stream.
 type viewer struct {
-	filter inspect.Filter // live filter: no id bounds, no limit
-	send   chan message   // bounded; Publish never waits on it
-	done   chan struct{}  // closed by stop
-	gone   atomic.Bool    // set by stop, read by Publish to skip the viewer
+	filter    inspect.Filter // live filter: no id bounds, no limit
+	wake      chan struct{}  // holds a token when the log may hold messages for it
+	cursor    atomic.Uint64  // the number of the next log entry it reads
+	done      chan struct{}  // closed by stop
+	gone      atomic.Bool    // set by stop, read by Publish to skip the viewer
+	pings     chan []byte    // a ping's data, for the writer to answer
+	peerClose atomic.Int32   // the close code the client sent; 0 before
 
 	once   sync.Once
 	code   int    // websocket close code, 0 when the client went away
@@ -62,42 +139,33 @@ const (
 
 // Publish sends one event to every viewer whose filter matches it; kind is
 // KindOpen when the connection has started and KindEvent when it has ended.
-// The message is encoded once and queued for each viewer without waiting: a
-// viewer whose queue is full is dropped (its websocket is closed with a
+// The message is encoded once and appended to the stream's log without
+// waiting; each viewer's writer takes it from there. A viewer that has
+// fallen a whole log behind is dropped (its websocket is closed with a
 // reason), so a slow viewer never slows the caller or the other viewers.
 func (s *Server) Publish(kind string, ev inspect.Event) {
 	viewers := s.viewers.Load()
 	if viewers == nil || len(*viewers) == 0 {
 		return
 	}
-	ev.Time = ev.Time.UTC()
-	data, err := json.Marshal(streamMessage{Type: kind, Event: &ev})
+	// A copy made here, not ev itself, moves to the heap: with no viewer,
+	// Publish allocates nothing.
+	e := ev
+	e.Time = e.Time.UTC()
+	b, err := appendEventMessage(make([]byte, frameRoom, 512), kind, &e)
 	if err != nil {
 		// An Event has only plain fields; this cannot happen, and
 		// there is no one to tell but the log.
 		s.log.Error("encoding stream message", keyErr, err)
 		return
 	}
-	m := message{id: ev.ID, data: data}
-
-	for _, v := range *viewers {
-		if v.gone.Load() || !v.filter.Match(&ev) {
-			continue
-		}
-		select {
-		case v.send <- m:
-		default:
-			if s.stopViewer(v, websocket.CloseTryAgainLater, reasonTooSlow) {
-				s.slow.Add(1)
-			}
-		}
-	}
+	s.fanOut(*viewers, entry{msg: newMessage(e.ID, 0, b), ev: &e})
 }
 
 // PublishClient sends a client whose health changed to every viewer whose
 // client and user filters match it (the other filters concern events). Like
 // Publish, it encodes the message once, never waits, and drops a viewer
-// whose queue is full.
+// that has fallen a whole log behind.
 func (s *Server) PublishClient(c inspect.Client) {
 	// The number is taken even with no viewer, so that a viewer's
 	// catch-up can tell the changes its snapshot already holds.
@@ -106,26 +174,65 @@ func (s *Server) PublishClient(c inspect.Client) {
 	if viewers == nil || len(*viewers) == 0 {
 		return
 	}
-	data, err := json.Marshal(streamMessage{Type: KindClient, Client: &c})
+	cl := c // on the heap only when there are viewers; see Publish
+	data, err := json.Marshal(streamMessage{Type: KindClient, Client: &cl})
 	if err != nil {
 		// A Client has only plain fields; this cannot happen.
 		s.log.Error("encoding stream message", keyErr, err)
 		return
 	}
-	m := message{seq: seq, data: data}
+	b := append(make([]byte, frameRoom, frameRoom+len(data)), data...)
+	s.fanOut(*viewers, entry{msg: newMessage(0, seq, b), cl: &cl})
+}
 
-	for _, v := range *viewers {
-		if v.gone.Load() || !clientMatch(&v.filter, &c) {
+// fanOut appends en to the log and wakes the viewers' writers, dropping
+// the viewers that have fallen a whole log behind. Waking a writer that
+// has a token already costs nothing.
+func (s *Server) fanOut(viewers []*viewer, en entry) {
+	sl := s.stream.Load()
+	next := sl.append(en)
+	size := uint64(len(sl.entries))
+	for _, v := range viewers {
+		if v.gone.Load() {
 			continue
 		}
-		select {
-		case v.send <- m:
-		default:
+		if next-v.cursor.Load() > size {
 			if s.stopViewer(v, websocket.CloseTryAgainLater, reasonTooSlow) {
 				s.slow.Add(1)
 			}
+			continue
+		}
+		select {
+		case v.wake <- struct{}{}:
+		default:
 		}
 	}
+}
+
+// consume hands fn, in order, the messages of the log for v (those its
+// filter matches) from its cursor on, and moves the cursor past them; fn
+// returns false for a message it cannot take now, which ends the call and
+// stays for the next. It reports whether messages are left, and false for
+// ok when the log has overwritten entries v had not read: v was too slow.
+// fn runs under the log's lock, which Publish waits for: it must only copy.
+func (s *Server) consume(v *viewer, fn func(m *message) bool) (more, ok bool) {
+	sl := s.stream.Load()
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	n, size := v.cursor.Load(), uint64(len(sl.entries))
+	if sl.next-n > size {
+		return false, false
+	}
+	for ; n < sl.next; n++ {
+		en := &sl.entries[n%size]
+		match := en.ev != nil && v.filter.Match(en.ev) ||
+			en.cl != nil && clientMatch(&v.filter, en.cl)
+		if match && !fn(&en.msg) {
+			break
+		}
+	}
+	v.cursor.Store(n)
+	return n < sl.next, true
 }
 
 // Viewers returns the number of stream viewers connected and not dropped.
@@ -141,14 +248,23 @@ func (s *Server) ViewersDropped() int64 { return s.slow.Load() }
 func (s *Server) addViewer(f inspect.Filter) *viewer {
 	v := &viewer{
 		filter: f,
-		send:   make(chan message, s.viewerBuffer),
+		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
+		pings:  make(chan []byte, 1),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
+	if s.stream.Load() == nil {
+		s.stream.Store(newStreamLog(s.viewerBuffer))
+	}
+	// The viewer reads what is appended from now on. A message appended
+	// by a Publish that did not see the viewer yet is not woken for: the
+	// first token has the writer look.
+	v.cursor.Store(s.stream.Load().end())
+	v.wake <- struct{}{}
 	var next []*viewer
 	if old := s.viewers.Load(); old != nil {
 		next = slices.Clone(*old)
@@ -169,6 +285,9 @@ func (s *Server) removeViewer(v *viewer) {
 	old := *s.viewers.Load()
 	next := slices.DeleteFunc(slices.Clone(old), func(w *viewer) bool { return w == v })
 	s.viewers.Store(&next)
+	if len(next) == 0 {
+		s.stream.Load().clear()
+	}
 	s.handlers.Done()
 }
 

@@ -26,25 +26,41 @@ func TestPublishEncodesOnce(t *testing.T) {
 
 	var first *byte
 	for i, v := range vs {
-		select {
-		case m := <-v.send:
-			if i == 0 {
-				first = &m.data[0]
-				var got received
-				if err := json.Unmarshal(m.data, &got); err != nil || got.Type != KindEvent ||
-					got.Event.ID != 1 {
-					t.Errorf("message %s (%v); want event 1", m.data, err)
-				}
-			} else if &m.data[0] != first {
-				t.Errorf("viewer %d got its own encoding; want the shared one", i)
+		msgs := queued(t, s, v)
+		if len(msgs) != 1 {
+			t.Errorf("viewer %d got %d messages; want 1", i, len(msgs))
+			continue
+		}
+		m := msgs[0]
+		if i == 0 {
+			first = &m.data[0]
+			var got received
+			if err := json.Unmarshal(m.data, &got); err != nil || got.Type != KindEvent ||
+				got.Event.ID != 1 {
+				t.Errorf("message %s (%v); want event 1", m.data, err)
 			}
-		default:
-			t.Errorf("viewer %d got nothing", i)
+		} else if &m.data[0] != first {
+			t.Errorf("viewer %d got its own encoding; want the shared one", i)
 		}
 	}
-	if len(other.send) != 0 {
-		t.Errorf("a viewer whose filter does not match got %d messages", len(other.send))
+	if got := queued(t, s, other); len(got) != 0 {
+		t.Errorf("a viewer whose filter does not match got %d messages", len(got))
 	}
+}
+
+// queued returns the messages the stream's log holds for v, as its writer
+// would take them, and moves v past them.
+func queued(t testing.TB, s *Server, v *viewer) []message {
+	t.Helper()
+	var msgs []message
+	_, ok := s.consume(v, func(m *message) bool {
+		msgs = append(msgs, *m)
+		return true
+	})
+	if !ok {
+		t.Fatal("the viewer fell a whole log behind")
+	}
+	return msgs
 }
 
 func TestPublishDropsFullViewer(t *testing.T) {
@@ -57,7 +73,7 @@ func TestPublishDropsFullViewer(t *testing.T) {
 
 	for i := range int64(2) {
 		s.Publish(KindEvent, ended(i+1, "10.0.0.1", inspect.OK))
-		<-roomy.send
+		queued(t, s, roomy) // its writer keeps up
 	}
 	s.Publish(KindEvent, ended(3, "10.0.0.1", inspect.OK)) // full has no room
 
@@ -70,7 +86,7 @@ func TestPublishDropsFullViewer(t *testing.T) {
 		t.Errorf("stopped with %d %q; want %d %q", full.code, full.reason,
 			websocket.CloseTryAgainLater, reasonTooSlow)
 	}
-	if got := len(roomy.send); got != 1 {
+	if got := len(queued(t, s, roomy)); got != 1 {
 		t.Errorf("the other viewer has %d queued; want 1", got)
 	}
 	if s.Viewers() != 1 || s.slow.Load() != 1 {
@@ -115,9 +131,7 @@ func BenchmarkPublish(b *testing.B) {
 		if (i+1)%batch == 0 {
 			b.StopTimer()
 			for _, v := range vs {
-				for len(v.send) > 0 {
-					<-v.send
-				}
+				queued(b, s, v)
 			}
 			b.StartTimer()
 		}

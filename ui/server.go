@@ -96,7 +96,9 @@ type Server struct {
 
 	upgrader websocket.Upgrader
 
-	// Stream timings and sizes; tests shorten them.
+	// Stream timings and sizes; tests shorten them. viewerBuffer is the
+	// length of the stream's log: how many messages a viewer may fall
+	// behind before it is dropped.
 	viewerBuffer int
 	writeWait    time.Duration
 	pongWait     time.Duration
@@ -106,6 +108,7 @@ type Server struct {
 	// viewers is the list Publish reads without a lock; addViewer and
 	// removeViewer replace it, under mu, with a changed copy.
 	viewers  atomic.Pointer[[]*viewer]
+	stream   atomic.Pointer[streamLog] // set when the first viewer joins
 	mu       sync.Mutex
 	closed   bool           // set on shutdown, under mu; no viewer joins after it
 	handlers sync.WaitGroup // stream handlers still running

@@ -106,8 +106,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	default:
 		log.Debug("viewer left", keyViewers, s.Viewers())
 	}
-	if v.code != 0 {
+	switch {
+	case v.code != 0:
 		closeConn(conn, v.code, v.reason, readDone)
+	case v.peerClose.Load() != 0:
+		// The client closed: answer with its code, as RFC 6455 asks.
+		closeConn(conn, int(v.peerClose.Load()), "", nil)
 	}
 }
 
@@ -182,11 +186,28 @@ func (s *Server) catchUp(ctx context.Context, conn *websocket.Conn, v *viewer,
 	return caughtUp{replayed: replayed, clientSeq: seq}, nil
 }
 
-// maxBatch bounds the messages written between two flushes.
-const maxBatch = 256
+// The coalescing pause of a viewer's writer grows with the number of
+// viewers, so that together they make about a thousand write system calls a
+// second at most, whatever their number: one viewer sees an event a few
+// milliseconds after it ends, twenty viewers within twenty. Each write
+// costs the proxy's processor about as much as a few dozen messages.
+const (
+	coalesceMin       = 4 * time.Millisecond
+	coalescePerViewer = time.Millisecond
+	coalesceMax       = 20 * time.Millisecond
+)
 
-// writeLoop sends live messages, stats and pings until the viewer is
-// stopped or a write fails.
+// coalesce returns the least time between two writes of live messages to
+// a viewer, so that what comes meanwhile goes out with one write.
+func (s *Server) coalesce() time.Duration {
+	return min(max(time.Duration(s.Viewers())*coalescePerViewer, coalesceMin), coalesceMax)
+}
+
+// writeLoop sends live messages, stats, pings and pongs until the viewer is
+// stopped or a write fails. Once the catch-up is over, every write to the
+// viewer happens here: the live messages' frames, encoded once for all
+// viewers, are copied as they are, between whole frames of the websocket
+// library's.
 func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
 	sent caughtUp) error {
 	ping := time.NewTicker(s.pingPeriod)
@@ -194,6 +215,7 @@ func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
 	stats := time.NewTicker(s.statsPeriod)
 	defer stats.Stop()
 
+	var last time.Time // when live messages were last written
 	for {
 		// A stopped viewer gets no more messages, even when some are
 		// queued.
@@ -206,27 +228,20 @@ func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
 		select {
 		case <-v.done:
 			return nil
-		case m := <-v.send:
-			// Take what else arrives within the coalescing pause, then
-			// write it out at once.
-			time.Sleep(coalesce)
-			for n := 0; ; n++ {
-				skip := (m.id != 0 && sent.replayed[m.id]) ||
-					(m.seq != 0 && m.seq <= sent.clientSeq)
-				if !skip {
-					if err := s.write(conn, m.data); err != nil {
-						return err
-					}
-				}
-				if n == maxBatch {
-					break
-				}
-				select {
-				case m = <-v.send:
-					continue
-				default:
-				}
-				break
+		case <-v.wake:
+			// Live messages are written at most once per coalescing
+			// pause, all that came within it at once. While they keep
+			// coming, the token is there before the writer asks for
+			// it, and the pause is its one wake-up per write.
+			if wait := time.Until(last.Add(s.coalesce())); wait > 0 {
+				time.Sleep(wait)
+			}
+			last = time.Now()
+			if err := bc.SetWriteDeadline(last.Add(s.writeWait)); err != nil {
+				return fmt.Errorf("setting write deadline: %w", err)
+			}
+			if err := s.writeLive(v, bc, &sent); err != nil {
+				return err
 			}
 		case <-stats.C:
 			if err := s.write(conn, s.statsMessage()); err != nil {
@@ -237,6 +252,51 @@ func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
 			if err := conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
 				return fmt.Errorf("sending ping: %w", err)
 			}
+		case data := <-v.pings:
+			deadline := time.Now().Add(s.writeWait)
+			if err := conn.WriteControl(websocket.PongMessage, data, deadline); err != nil {
+				return fmt.Errorf("sending pong: %w", err)
+			}
+		}
+		if err := bc.flush(); err != nil {
+			return fmt.Errorf("writing to the viewer: %w", err)
+		}
+	}
+}
+
+// writeLive copies the frames of the live messages for v into bc, skipping
+// those the catch-up sent, and writes them out whenever bc is full. Copying
+// happens while the log is locked, writing to the connection never.
+func (s *Server) writeLive(v *viewer, bc *batchConn, sent *caughtUp) error {
+	for {
+		var big []byte // a frame larger than bc's whole buffer
+		more, ok := s.consume(v, func(m *message) bool {
+			switch {
+			case big != nil:
+				return false
+			case m.id != 0 && sent.replayed[m.id] || m.seq != 0 && m.seq <= sent.clientSeq:
+			case len(m.frame) <= bc.w.Available():
+				_, _ = bc.w.Write(m.frame) // fits: a copy, which cannot fail
+			case bc.w.Buffered() == 0:
+				big = m.frame
+			default:
+				return false
+			}
+			return true
+		})
+		if !ok {
+			if s.stopViewer(v, websocket.CloseTryAgainLater, reasonTooSlow) {
+				s.slow.Add(1)
+			}
+			return errStopped
+		}
+		if big != nil {
+			if err := bc.write(big); err != nil {
+				return fmt.Errorf("writing to the viewer: %w", err)
+			}
+		}
+		if !more {
+			return nil
 		}
 		if err := bc.flush(); err != nil {
 			return fmt.Errorf("writing to the viewer: %w", err)
@@ -245,14 +305,31 @@ func (s *Server) writeLoop(conn *websocket.Conn, bc *batchConn, v *viewer,
 }
 
 // readLoop reads what the client sends, which is only control frames that
-// matter (pong, close), and stops the viewer when the client leaves or no
-// pong comes in time.
+// matter (ping, pong, close), and stops the viewer when the client leaves or
+// no pong comes in time. It writes nothing itself: a ping's pong goes
+// through the writer, and a close is answered once the writer has stopped,
+// so that no frame is cut by another and none follows the close.
 func (s *Server) readLoop(conn *websocket.Conn, v *viewer, done chan<- struct{}) {
 	defer close(done)
 	conn.SetReadLimit(readLimit)
 	_ = conn.SetReadDeadline(time.Now().Add(s.pongWait))
 	conn.SetPongHandler(func(string) error {
 		return conn.SetReadDeadline(time.Now().Add(s.pongWait))
+	})
+	conn.SetPingHandler(func(data string) error {
+		select {
+		case v.pings <- []byte(data):
+		default: // a pong is on its way already
+		}
+		return conn.SetReadDeadline(time.Now().Add(s.pongWait))
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		v.peerClose.Store(int32(code))
+		s.stopViewer(v, 0, "")
+		return nil
 	})
 	for {
 		if _, _, err := conn.NextReader(); err != nil {
@@ -271,7 +348,7 @@ func (s *Server) writeEvent(conn *websocket.Conn, v *viewer, kind string,
 	default:
 	}
 	ev.Time = ev.Time.UTC()
-	data, err := json.Marshal(streamMessage{Type: kind, Event: &ev})
+	data, err := eventMessage(kind, &ev)
 	if err != nil {
 		return fmt.Errorf("encoding event %d: %w", ev.ID, err)
 	}
