@@ -54,8 +54,9 @@ type Config struct {
 	// 0 means DefaultBatchWait; negative: no wait.
 	BatchWait time.Duration
 	// Check says why the store cannot take an event (nil: it can). Such
-	// events are published but not stored, and counted as invalid, so one
-	// bad event cannot fail a whole batch. Nil accepts every event.
+	// events are dropped before anything else sees them, logged and
+	// counted as invalid, so one bad event cannot fail a whole batch nor
+	// break an answer that shows it. Nil accepts every event.
 	Check func(*inspect.Event) error
 	// Correlation, when set, keeps per-client health from the events
 	// (inspect.Clients) and sets each event's diagnosis; nil keeps none.
@@ -250,6 +251,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 func (p *Pipeline) dispatch(m msg) {
+	// An event the store refuses (a time past year 9999, say) can be
+	// neither shown nor judged: its JSON would not encode, and one such
+	// client would break every answer that lists the clients.
+	if p.cfg.Check != nil {
+		if err := p.cfg.Check(&m.ev); err != nil {
+			p.invalid.Add(1)
+			p.log.Warn("event dropped: it cannot be stored or shown", "error", err)
+			return
+		}
+	}
 	var cl inspect.Client
 	changed := false
 	if m.kind == KindEvent && p.clients != nil {
@@ -267,13 +278,6 @@ func (p *Pipeline) dispatch(m msg) {
 	if !m.ev.Stored(p.cfg.RecordOther) {
 		p.notStored.Add(1)
 		return
-	}
-	if p.cfg.Check != nil {
-		if err := p.cfg.Check(&m.ev); err != nil {
-			p.invalid.Add(1)
-			p.log.Warn("event not stored", "error", err)
-			return
-		}
 	}
 	select {
 	case p.toStore <- m.ev:

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,25 +209,47 @@ func BenchmarkDone(b *testing.B) {
 	<-done
 }
 
+// An event the store refuses is neither stored nor published nor judged.
 func TestInvalidEventsSkipped(t *testing.T) {
 	st := &fakeStore{}
-	p := New(Config{Queue: 10, Check: func(ev *inspect.Event) error {
-		if ev.ID == 2 {
-			return errors.New("bad time")
-		}
-		return nil
-	}}, st, nil, nil)
+	var mu sync.Mutex
+	var published []int64
+	p := New(Config{Queue: 10, Correlation: &inspect.Correlation{},
+		Check: func(ev *inspect.Event) error {
+			if ev.ID == 2 {
+				return errors.New("bad time")
+			}
+			return nil
+		}}, st, func(_ string, ev inspect.Event) {
+		mu.Lock()
+		published = append(published, ev.ID)
+		mu.Unlock()
+	}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- p.Run(ctx) }()
 	for i := int64(1); i <= 3; i++ {
-		p.Done(tetra(i))
+		ev := tetra(i)
+		if i == 2 {
+			ev.ClientIP = "10.9.9.9"
+		}
+		p.Done(ev)
 	}
 	waitFor(t, "two stored", func() bool { return st.count() == 2 })
 	cancel()
 	<-done
 	if s := p.Stats(); s.Invalid != 1 || s.Stored != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(published, 2) {
+		t.Errorf("the refused event was published: %v", published)
+	}
+	for _, c := range p.Clients() {
+		if c.ClientIP == "10.9.9.9" {
+			t.Errorf("the refused event's client is judged: %+v", c)
+		}
 	}
 }
 

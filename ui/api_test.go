@@ -219,3 +219,48 @@ func TestUnregisteredPaths(t *testing.T) {
 		t.Errorf("POST /api/v1/events: status %d; want 405", resp.StatusCode)
 	}
 }
+
+// A write that a browser says comes from another site is refused; the
+// same page's own upload and tools without an Origin pass.
+func TestCrossSiteWrites(t *testing.T) {
+	posted := 0
+	s := New(Config{}, Deps{Events: storeOf(1),
+		LastErrors: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			posted++
+			w.WriteHeader(http.StatusOK)
+		})})
+	ts := start(t, s)
+	host := strings.TrimPrefix(ts.URL, "http://")
+	cases := []struct {
+		name   string
+		header http.Header
+		want   int
+	}{
+		{"no origin (curl)", nil, 200},
+		{"same origin (the page)", http.Header{"Origin": {"http://" + host}}, 200},
+		{"another site", http.Header{"Origin": {"http://evil.example"}}, 403},
+		{"opaque origin", http.Header{"Origin": {"null"}}, 403},
+		{"cross-site fetch", http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", ts.URL+"/api/v1/lasterrors",
+				strings.NewReader("ip,lasterror\n"))
+			req.Header.Set("Content-Type", "text/plain")
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+	if posted != 2 {
+		t.Errorf("the upload ran %d times, want 2", posted)
+	}
+}

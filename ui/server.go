@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,7 +169,7 @@ func New(cfg Config, d Deps) *Server {
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", d.Metrics)
 	}
-	s.handler = secureHeaders(s.requireToken(mux))
+	s.handler = secureHeaders(sameSiteWrites(s.requireToken(mux)))
 	return s
 }
 
@@ -261,6 +262,24 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tetrascope"`)
 			writeError(w, http.StatusUnauthorized, "",
 				"a token is required: Authorization: Bearer TOKEN or ?token=TOKEN")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameSiteWrites refuses a request that would change something (any method
+// but GET and HEAD) when a browser says another site sent it: without a
+// token, any page the admin has open could otherwise post a form here (a
+// text/plain POST needs no preflight) and replace the endpoints' values.
+// Tools such as curl send no Origin and pass.
+func sameSiteWrites(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead &&
+			(!sameOrigin(r) || r.Header.Get("Sec-Fetch-Site") == "cross-site") {
+			writeError(w, http.StatusForbidden, "",
+				"a page of another site may not change anything here (Origin "+
+					strconv.Quote(r.Header.Get("Origin"))+")")
 			return
 		}
 		next.ServeHTTP(w, r)
