@@ -96,6 +96,7 @@ func newRuntime(ctx context.Context, cfg *Config, log *slog.Logger) (*runtime, e
 		Check:         store.Check,
 		Correlation:   &corr,
 		PublishClient: rt.page.PublishClient,
+		Watched:       func() bool { return rt.page.Viewers() > 0 },
 		OnAppend:      met.ObserveAppend,
 	}, st, func(kind string, ev inspect.Event) {
 		rt.page.Publish(kind, ev)
