@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -182,18 +181,5 @@ func fetchOverTLS(conn net.Conn, host string, roots *x509.CertPool, path string,
 // rawExchange writes payload to addr and returns the first line of the
 // answer, without its line ending.
 func rawExchange(addr, payload string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, clientTimeout)
-	if err != nil {
-		return "", fmt.Errorf("dialing: %w", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(clientTimeout))
-	if _, err := io.WriteString(c, payload); err != nil {
-		return "", fmt.Errorf("writing: %w", err)
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", fmt.Errorf("reading the first line (got %q): %w", line, err)
-	}
-	return strings.TrimRight(line, "\r\n"), nil
+	return rawExchangeFrom("", addr, payload)
 }

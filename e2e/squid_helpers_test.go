@@ -445,13 +445,17 @@ func startTailProc(p *serveProc, args ...string) error {
 	return nil
 }
 
-// rawExchangeFrom writes payload to addr from the local address from and
-// returns the first line of the answer, without its line ending.
+// rawExchangeFrom writes payload to addr from the local address from (any,
+// when empty) and returns the first line of the answer, without its line
+// ending.
 func rawExchangeFrom(from, addr, payload string) (string, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: clientTimeout}
+	d := net.Dialer{Timeout: clientTimeout}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("dialing from %s: %w", from, err)
+		return "", fmt.Errorf("dialing from %q: %w", from, err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(clientTimeout))
