@@ -20,6 +20,7 @@ func BenchmarkAppend(b *testing.B) {
 		{1000, 100},
 		{1000, 1000},
 		{1000, 10000},
+		{4096, 1000},
 		{10000, 1000},
 	}
 	for _, tc := range cases {

@@ -132,54 +132,26 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt := tx.StmtContext(ctx, s.insert)
 
-	// With a cancellable context go-sqlite3 starts a goroutine for every
-	// statement, which costs more than the insert itself. The rows run
-	// without it; ctx is checked between them, and database/sql rolls the
-	// transaction back when ctx ends.
-	args := make([]any, len(eventColumns))
-	for i := range events {
-		if err := ctx.Err(); err != nil {
+	// The rows go in chunks of bulkRows, each packed into one blob for
+	// tetrascope_insert_rows (see bulk.go).
+	var buf []byte
+	for from := 0; from < len(events); from += bulkRows {
+		chunk := events[from:min(from+bulkRows, len(events))]
+		buf = buf[:0]
+		for i := range chunk {
+			buf = packEvent(buf, &chunk[i])
+		}
+		var n int
+		err := tx.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(eventColumns), buf).Scan(&n)
+		if err != nil {
 			return err
 		}
-		e := &events[i]
-		bindEvent(args, e)
-		if _, err := stmt.ExecContext(context.Background(), args...); err != nil {
-			return fmt.Errorf("event %s/%d: %w", e.Sensor, e.ID, err)
+		if n != len(chunk) {
+			return fmt.Errorf("stored %d of %d events", n, len(chunk))
 		}
 	}
 	return tx.Commit()
-}
-
-// bindEvent fills args with e's columns in the order of eventColumns, as
-// the plain types the driver binds without reflection.
-func bindEvent(args []any, e *inspect.Event) {
-	args[0] = e.ID
-	args[1] = formatTime(e.Time)
-	args[2] = e.DurationMS
-	args[3] = e.Source
-	args[4] = e.Sensor
-	args[5] = e.ClientIP
-	args[6] = e.ClientUser
-	args[7] = e.Method
-	args[8] = e.Host
-	args[9] = int64(e.Port)
-	args[10] = e.URL
-	args[11] = e.SNI
-	args[12] = string(e.Endpoint)
-	args[13] = string(e.Outcome)
-	args[14] = int64(e.Status)
-	args[15] = int64(e.UpstreamStatus)
-	args[16] = e.BytesUp
-	args[17] = e.BytesDown
-	args[18] = string(e.Close)
-	args[19] = e.TLSVersion
-	args[20] = e.TLSAlert
-	args[21] = e.TLSIssuer
-	args[22] = e.Detail
-	args[23] = e.Diagnosis
-	args[24] = int64(e.LastError)
 }
 
 // Events returns the events that match f, newest (highest id) first, at

@@ -69,8 +69,7 @@ type Store struct {
 	w    *sql.DB // exactly one connection: every write goes through it
 	r    *sql.DB // read-only connections for queries
 
-	insert *sql.Stmt   // prepared on w, reused by every Append
-	file   os.FileInfo // the database file as opened; see checkFile
+	file os.FileInfo // the database file as opened; see checkFile
 
 	closeOnce sync.Once
 	closeErr  error
@@ -140,7 +139,10 @@ func open(path string) (*Store, error) {
 		w.Close()
 		return nil, describe(err)
 	}
-	if s.insert, err = w.PrepareContext(ctx, insertEventSQL); err != nil {
+	// Appending no rows prepares the insert: a schema it does not fit
+	// shows up here rather than at the first batch.
+	var rows int
+	if err := w.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(eventColumns), []byte{}).Scan(&rows); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("preparing insert: %w", err)
 	}
@@ -235,9 +237,6 @@ func (s *Store) Close() error {
 		var errs []error
 		if s.r != nil {
 			errs = append(errs, s.r.Close())
-		}
-		if s.insert != nil {
-			errs = append(errs, s.insert.Close())
 		}
 		errs = append(errs, s.w.Close())
 		if err := errors.Join(errs...); err != nil {
