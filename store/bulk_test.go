@@ -1,8 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -111,4 +114,62 @@ func FuzzInsertRows(f *testing.F) {
 			t.Errorf("error %v does not name the row", err)
 		}
 	})
+}
+
+// A client's events are found in every block of ids, however far apart the
+// blocks lie, in the same order and with the same bounds as without the
+// block index: the result equals inspect.Filter.Match over all events.
+func TestClientAcrossBlocks(t *testing.T) {
+	s, _ := openTest(t)
+	const block = 1 << clientBlockBits
+	idSet := []int64{1, 2, block - 1, block, block + 1, 3*block - 1, 3 * block,
+		7*block + 5, 1 << 40, 1<<40 + 1, math.MaxInt64 - 1, math.MaxInt64}
+	for i := int64(0); i < 300; i++ {
+		idSet = append(idSet, 20*block+i*37)
+	}
+	clients := []string{"10.0.0.1", "10.0.0.2", "fd00::7"}
+	var all []inspect.Event
+	for _, sensor := range []string{"a", "b"} {
+		var batch []inspect.Event
+		for i, id := range idSet {
+			e := genEvent(sensor, i)
+			e.ID = id
+			e.ClientIP = clients[(i*7+len(sensor))%len(clients)]
+			batch = append(batch, e)
+		}
+		mustAppend(t, s, batch)
+		all = append(all, batch...)
+	}
+	slices.SortFunc(all, func(a, b inspect.Event) int {
+		if a.ID != b.ID {
+			return cmp.Compare(b.ID, a.ID)
+		}
+		return strings.Compare(b.Sensor, a.Sensor)
+	})
+
+	var filters []inspect.Filter
+	for _, c := range append(clients, "10.9.9.9") {
+		for _, bound := range []int64{0, 2, block, block + 1, 3 * block, 20*block + 100, 1 << 40, math.MaxInt64} {
+			for _, limit := range []int{1, 5, 1000} {
+				filters = append(filters,
+					inspect.Filter{ClientIP: c, Limit: limit},
+					inspect.Filter{ClientIP: c, Before: bound, Limit: limit},
+					inspect.Filter{ClientIP: c, After: bound, Limit: limit},
+					inspect.Filter{ClientIP: c, After: bound, Before: bound + 3*block, Limit: limit},
+					inspect.Filter{ClientIP: c, Sensor: "b", Before: bound, Limit: limit})
+			}
+		}
+	}
+	for _, f := range filters {
+		got := ids(mustEvents(t, s, f))
+		want := []int64{}
+		for i := range all {
+			if f.Match(&all[i]) && len(want) < f.Limit {
+				want = append(want, all[i].ID)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v:\n got %v\nwant %v", f, got, want)
+		}
+	}
 }

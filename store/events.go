@@ -151,7 +151,11 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 			return fmt.Errorf("stored %d of %d events", n, len(chunk))
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.ckpt.committed(len(events))
+	return nil
 }
 
 // Events returns the events that match f, newest (highest id) first, at
@@ -260,6 +264,29 @@ func limit(f *inspect.Filter) int {
 	return f.Limit
 }
 
+// clientCond is the condition for f's client: its address, in the blocks
+// of ids that hold events (see clientBlockBits), listed by a walk down
+// events_client from the highest block f's id bounds allow to the lowest,
+// one seek per block. With the blocks in an IN list, SQLite reads
+// events_client block by block in the order asked for and stops at the
+// limit.
+func clientCond(f *inspect.Filter) (string, []any) {
+	hi, lo := int64(math.MaxInt64), int64(math.MinInt64)
+	if f.Before != 0 && f.Before != math.MinInt64 {
+		hi = f.Before - 1
+	}
+	if f.After != 0 && f.After != math.MaxInt64 {
+		lo = f.After + 1
+	}
+	blk := fmt.Sprintf("(id >> %d)", clientBlockBits)
+	q := fmt.Sprintf(`client_ip = ? AND %[1]s IN (WITH RECURSIVE b(k) AS (
+		SELECT (SELECT MAX(%[1]s) FROM events WHERE %[1]s <= ?)
+		UNION ALL
+		SELECT (SELECT MAX(%[1]s) FROM events WHERE %[1]s < b.k) FROM b WHERE b.k > ?)
+		SELECT k FROM b WHERE k IS NOT NULL)`, blk)
+	return q, []any{f.ClientIP, hi >> clientBlockBits, lo >> clientBlockBits}
+}
+
 // eventsQuery translates f into a SELECT and its arguments; the last
 // argument is the limit, an int. byTime keeps the primary key from
 // driving the order, so that SQLite reads the time window through
@@ -287,7 +314,8 @@ func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
 		cond("id < ?", f.Before)
 	}
 	if f.ClientIP != "" {
-		cond("client_ip = ?", f.ClientIP)
+		c, a := clientCond(f)
+		cond(c, a...)
 	}
 	if f.User != "" {
 		cond(lowerFunc(f.User)+"(client_user) = ?", strings.ToLower(f.User))
@@ -325,10 +353,15 @@ func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
 		b.WriteString(" WHERE ")
 		b.WriteString(strings.Join(where, " AND "))
 	}
-	if byTime {
+	switch {
+	case byTime:
 		// An expression, not a column: no index can supply the order.
 		b.WriteString(" ORDER BY +id DESC, sensor DESC LIMIT ?")
-	} else {
+	case f.ClientIP != "":
+		// The same order, stated as events_client supplies it.
+		b.WriteString(fmt.Sprintf(" ORDER BY (id >> %d) DESC, id DESC, sensor DESC LIMIT ?",
+			clientBlockBits))
+	default:
 		b.WriteString(" ORDER BY id DESC, sensor DESC LIMIT ?")
 	}
 	return b.String(), args

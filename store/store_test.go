@@ -936,7 +936,7 @@ func TestQueryPlans(t *testing.T) {
 		{"before", inspect.Filter{Before: 1000}, "sqlite_autoindex_events_1"},
 		{"after", inspect.Filter{After: 1000}, "sqlite_autoindex_events_1"},
 		{"sensor", inspect.Filter{Sensor: "a"}, "sqlite_autoindex_events_1"},
-		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client_ip"},
+		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client"},
 		{"host", inspect.Filter{Host: "Example.com"}, "events_host"},
 		{"outcome", inspect.Filter{Outcome: inspect.AuthFailed}, "events_outcome"},
 		{"outcome ok", inspect.Filter{Outcome: inspect.OK}, "sqlite_autoindex_events_1"},
@@ -951,6 +951,14 @@ func TestQueryPlans(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("client newest first without sorting", func(t *testing.T) {
+		f := inspect.Filter{ClientIP: "10.0.0.1", Before: 1 << 20}
+		q, args := eventsQuery(&f, false)
+		if plan := explain(t, s, q, args...); strings.Contains(plan, "TEMP B-TREE FOR ORDER BY") {
+			t.Errorf("plan sorts all of a client's events:\n%s", plan)
+		}
+	})
 
 	t.Run("small time window", func(t *testing.T) {
 		f := inspect.Filter{Since: base}
