@@ -37,12 +37,14 @@ int sqlite3_step(sqlite3_stmt *);
 int sqlite3_reset(sqlite3_stmt *);
 int sqlite3_finalize(sqlite3_stmt *);
 const char *sqlite3_errmsg(sqlite3 *);
+int sqlite3_extended_errcode(sqlite3 *);
 void sqlite3_result_error(sqlite3_context *, const char *, int);
 void sqlite3_result_error_code(sqlite3_context *, int);
 void sqlite3_result_int64(sqlite3_context *, long long);
 
 #define TS_SQLITE_OK 0
 #define TS_SQLITE_ERROR 1
+#define TS_SQLITE_ROW 100
 #define TS_SQLITE_DONE 101
 #define TS_SQLITE_INTEGER 1
 #define TS_SQLITE_TEXT 3
@@ -165,13 +167,23 @@ static void insert_rows(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 		int rc = bind_row(st, (int)ncols, b, n, &pos, msg, sizeof msg);
 		if (rc == 0) {
 			rc = sqlite3_step(st);
-			if (rc == TS_SQLITE_DONE) rc = TS_SQLITE_OK;
+			if (rc == TS_SQLITE_DONE) {
+				rc = TS_SQLITE_OK;
+			} else if (rc == TS_SQLITE_ROW) {
+				snprintf(msg, sizeof msg, "the statement returns rows");
+				rc = -1;
+			}
 		}
-		if (rc > 0) snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db));
+		if (rc > 0) {
+			// The extended code, so that the caller can tell, say, a
+			// moved file from another I/O error.
+			snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db));
+			rc = sqlite3_extended_errcode(db);
+		}
 		sqlite3_reset(st);
 		if (rc != TS_SQLITE_OK) {
 			char full[600];
-			snprintf(full, sizeof full, "row %lld of the batch: %s", rows + 1, msg);
+			snprintf(full, sizeof full, "row %lld: %s", rows + 1, msg);
 			fail(ctx, rc < 0 ? TS_SQLITE_ERROR : rc, full);
 			sqlite3_finalize(st);
 			return;

@@ -29,10 +29,14 @@ func init() {
 // values and the packed rows.
 const insertRowsSQL = "SELECT tetrascope_insert_rows(?, ?, ?)"
 
-// bulkRows is the most events one call of tetrascope_insert_rows takes,
-// which bounds the blob (a few hundred bytes per event) and how long a
-// cancelled Append runs on.
-const bulkRows = 2048
+// bulkRows and bulkBytes bound one call of tetrascope_insert_rows: how
+// long a cancelled Append runs on, and the blob (a few hundred bytes per
+// event, far below SQLite's limit of 1e9 bytes on a value even when the
+// configured limits let requests make events of hundreds of KiB).
+const (
+	bulkRows  = 2048
+	bulkBytes = 16 << 20
+)
 
 // The value tags of the packed rows, as bulk.c reads them: a tag byte,
 // then eight little-endian bytes for a number, or a four-byte

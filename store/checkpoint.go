@@ -57,10 +57,16 @@ func (c *checkpointer) loop() {
 		case <-c.kick:
 		}
 		// PASSIVE copies what no reader still needs and waits for no
-		// one. A failure (a busy lock, a full disk) is left to the next
-		// wake-up or to the writer's own checkpoint; the commits it
-		// follows have succeeded and are safe in the WAL.
-		c.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+		// one. A failure (a full disk, a file made read-only) is left to
+		// the next wake-up or to the writer's own checkpoint; the commits
+		// it follows have succeeded and are safe in the WAL. The failed
+		// connection is closed, so that the next wake-up starts afresh
+		// rather than keep a handle that went bad.
+		_, err := c.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+		if err != nil {
+			c.db.SetMaxIdleConns(0)
+			c.db.SetMaxIdleConns(1)
+		}
 	}
 }
 

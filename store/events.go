@@ -133,23 +133,26 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 	}
 	defer tx.Rollback()
 
-	// The rows go in chunks of bulkRows, each packed into one blob for
-	// tetrascope_insert_rows (see bulk.go).
+	// The rows go in chunks of at most bulkRows rows or a little over
+	// bulkBytes, each packed into one blob for tetrascope_insert_rows (see
+	// bulk.go).
 	var buf []byte
-	for from := 0; from < len(events); from += bulkRows {
-		chunk := events[from:min(from+bulkRows, len(events))]
+	for from := 0; from < len(events); {
 		buf = buf[:0]
-		for i := range chunk {
-			buf = packEvent(buf, &chunk[i])
+		to := from
+		for to < len(events) && to-from < bulkRows && len(buf) < bulkBytes {
+			buf = packEvent(buf, &events[to])
+			to++
 		}
 		var n int
 		err := tx.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(eventColumns), buf).Scan(&n)
 		if err != nil {
-			return err
+			return fmt.Errorf("storing from event %s/%d: %w", events[from].Sensor, events[from].ID, err)
 		}
-		if n != len(chunk) {
-			return fmt.Errorf("stored %d of %d events", n, len(chunk))
+		if n != to-from {
+			return fmt.Errorf("stored %d of %d events", n, to-from)
 		}
+		from = to
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -264,29 +267,6 @@ func limit(f *inspect.Filter) int {
 	return f.Limit
 }
 
-// clientCond is the condition for f's client: its address, in the blocks
-// of ids that hold events (see clientBlockBits), listed by a walk down
-// events_client from the highest block f's id bounds allow to the lowest,
-// one seek per block. With the blocks in an IN list, SQLite reads
-// events_client block by block in the order asked for and stops at the
-// limit.
-func clientCond(f *inspect.Filter) (string, []any) {
-	hi, lo := int64(math.MaxInt64), int64(math.MinInt64)
-	if f.Before != 0 && f.Before != math.MinInt64 {
-		hi = f.Before - 1
-	}
-	if f.After != 0 && f.After != math.MaxInt64 {
-		lo = f.After + 1
-	}
-	blk := fmt.Sprintf("(id >> %d)", clientBlockBits)
-	q := fmt.Sprintf(`client_ip = ? AND %[1]s IN (WITH RECURSIVE b(k) AS (
-		SELECT (SELECT MAX(%[1]s) FROM events WHERE %[1]s <= ?)
-		UNION ALL
-		SELECT (SELECT MAX(%[1]s) FROM events WHERE %[1]s < b.k) FROM b WHERE b.k > ?)
-		SELECT k FROM b WHERE k IS NOT NULL)`, blk)
-	return q, []any{f.ClientIP, hi >> clientBlockBits, lo >> clientBlockBits}
-}
-
 // eventsQuery translates f into a SELECT and its arguments; the last
 // argument is the limit, an int. byTime keeps the primary key from
 // driving the order, so that SQLite reads the time window through
@@ -314,8 +294,7 @@ func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
 		cond("id < ?", f.Before)
 	}
 	if f.ClientIP != "" {
-		c, a := clientCond(f)
-		cond(c, a...)
+		cond("client_ip = ?", f.ClientIP)
 	}
 	if f.User != "" {
 		cond(lowerFunc(f.User)+"(client_user) = ?", strings.ToLower(f.User))
@@ -353,15 +332,10 @@ func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
 		b.WriteString(" WHERE ")
 		b.WriteString(strings.Join(where, " AND "))
 	}
-	switch {
-	case byTime:
+	if byTime {
 		// An expression, not a column: no index can supply the order.
 		b.WriteString(" ORDER BY +id DESC, sensor DESC LIMIT ?")
-	case f.ClientIP != "":
-		// The same order, stated as events_client supplies it.
-		b.WriteString(fmt.Sprintf(" ORDER BY (id >> %d) DESC, id DESC, sensor DESC LIMIT ?",
-			clientBlockBits))
-	default:
+	} else {
 		b.WriteString(" ORDER BY id DESC, sensor DESC LIMIT ?")
 	}
 	return b.String(), args

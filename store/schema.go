@@ -26,13 +26,12 @@ type migration struct {
 // first so that its index also serves the newest-first order, paging by id
 // and MaxID, which saves a separate id index on every insert.
 //
-// Every index costs inserts, least when its new entries go at one end:
-// events_time and the primary key grow at one end, events_host and
-// events_outcome at one end per distinct value. Migration 3 replaced the
-// client index (client_ip, id), which took new entries all over the index,
-// one random page per distinct client of a batch; see clientBlockBits.
-// Each filter index ends in id, so that it yields the newest matches first
-// without sorting.
+// Every index costs inserts: events_time and the primary key grow at one
+// end, events_host and events_outcome at one end per distinct value, but
+// events_client_ip takes entries all over the index, one page per distinct
+// client of a batch. It is still worth it, because without it a client's
+// events are found only by scanning the table. Each filter index ends in
+// id, so that it yields the newest matches first without sorting.
 //
 // time is text: RFC 3339 in UTC with exactly nine fractional digits, so
 // that text order is time order and the value reads the same in the
@@ -112,31 +111,11 @@ var migrations = []migration{
 			)`,
 		},
 	},
-	{
-		version: 3,
-		name:    "client index by block of ids",
-		stmts: []string{
-			// 12 is clientBlockBits.
-			`DROP INDEX events_client_ip`,
-			`CREATE INDEX events_client ON events (id >> 12, client_ip, id)`,
-		},
-	},
 }
-
-// clientBlockBits sets the blocks of the client index events_client: ids
-// that agree but for their low clientBlockBits bits share a block, and the
-// index is ordered by block first, then client, then id. New events land
-// in the newest block, a few dozen pages that every batch touches anyway,
-// instead of one page per client spread over the whole index, which on a
-// table of millions of events halves the rate of inserts. A client's
-// events are found block by block, newest first, with one index seek per
-// block (see clientCond): a client that has been silent since the first of
-// ten million events costs about 2,500 seeks, a few milliseconds.
-const clientBlockBits = 12
 
 // SchemaVersion is the schema version this package writes: the version of
 // its last migration. Open refuses a database with a higher version.
-const SchemaVersion = 3
+const SchemaVersion = 2
 
 // migrate applies the migrations db lacks, all in one transaction, so that
 // a failure leaves the previous schema untouched. Two processes opening a

@@ -188,6 +188,11 @@ func open(path string) (*Store, error) {
 	}
 	c.SetMaxOpenConns(1)
 	c.SetMaxIdleConns(1)
+	if err := c.PingContext(ctx); err != nil {
+		c.Close()
+		s.Close()
+		return nil, describe(err)
+	}
 	s.ckpt = startCheckpointer(c)
 	return s, nil
 }

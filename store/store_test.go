@@ -936,7 +936,7 @@ func TestQueryPlans(t *testing.T) {
 		{"before", inspect.Filter{Before: 1000}, "sqlite_autoindex_events_1"},
 		{"after", inspect.Filter{After: 1000}, "sqlite_autoindex_events_1"},
 		{"sensor", inspect.Filter{Sensor: "a"}, "sqlite_autoindex_events_1"},
-		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client"},
+		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client_ip"},
 		{"host", inspect.Filter{Host: "Example.com"}, "events_host"},
 		{"outcome", inspect.Filter{Outcome: inspect.AuthFailed}, "events_outcome"},
 		{"outcome ok", inspect.Filter{Outcome: inspect.OK}, "sqlite_autoindex_events_1"},
