@@ -4,8 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -42,7 +43,7 @@ func TestAppendAcrossChunks(t *testing.T) {
 // stores nothing of a call that fails.
 func TestInsertRowsRefusesBadInput(t *testing.T) {
 	s, _ := openTest(t)
-	good := packEvent(nil, new(genEvents("a", 1, 1)[0]))
+	good := packInt(packEvent(nil, new(genEvents("a", 1, 1)[0])), 1)
 	cases := []struct {
 		name  string
 		sql   any
@@ -50,14 +51,14 @@ func TestInsertRowsRefusesBadInput(t *testing.T) {
 		rows  any
 		want  string
 	}{
-		{"truncated row", insertEventSQL, len(eventColumns), good[:len(good)-9], "packed rows end inside a row"},
-		{"truncated number", insertEventSQL, len(eventColumns), good[:len(good)-3], "packed rows end inside a number"},
-		{"truncated text", insertEventSQL, len(eventColumns), good[:3+9+5], "packed rows end inside a text"},
-		{"unknown tag", insertEventSQL, len(eventColumns), append([]byte{'x'}, good[1:]...), "unknown value tag 120"},
-		{"second row broken", insertEventSQL, len(eventColumns), append(append([]byte{}, good...), 'i', 1), "row 2: packed rows end inside a number"},
-		{"wrong count", insertEventSQL, 3, good, "the insert takes 25 values, not 3"},
+		{"truncated row", insertEventSQL, len(insertColumns), good[:len(good)-9], "packed rows end inside a row"},
+		{"truncated number", insertEventSQL, len(insertColumns), good[:len(good)-3], "packed rows end inside a number"},
+		{"truncated text", insertEventSQL, len(insertColumns), good[:3+9+5], "packed rows end inside a text"},
+		{"unknown tag", insertEventSQL, len(insertColumns), append([]byte{'x'}, good[1:]...), "unknown value tag 120"},
+		{"second row broken", insertEventSQL, len(insertColumns), append(append([]byte{}, good...), 'i', 1), "row 2: packed rows end inside a number"},
+		{"wrong count", insertEventSQL, 3, good, "the insert takes 26 values, not 3"},
 		{"bad sql", "INSERT INTO nowhere VALUES (?)", 1, good, "preparing the insert: no such table: nowhere"},
-		{"text for blob", insertEventSQL, len(eventColumns), "rows", "takes (text, integer, blob)"},
+		{"text for blob", insertEventSQL, len(insertColumns), "rows", "takes (text, integer, blob)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,7 +98,7 @@ func TestInsertRowsRefusesBadInput(t *testing.T) {
 // The C reader of packed rows never reads past the blob, whatever it is
 // given: it stores whole rows or fails with a message.
 func FuzzInsertRows(f *testing.F) {
-	good := packEvent(nil, new(genEvents("a", 1, 1)[0]))
+	good := packInt(packEvent(nil, new(genEvents("a", 1, 1)[0])), 1)
 	f.Add(good)
 	f.Add(append(append([]byte{}, good...), good[:20]...))
 	f.Add([]byte{'t', 0xff, 0xff, 0xff, 0x7f, 'x'})
@@ -110,7 +111,7 @@ func FuzzInsertRows(f *testing.F) {
 		}
 		defer tx.Rollback()
 		var n int
-		err = tx.QueryRow(insertRowsSQL, insertEventSQL, len(eventColumns), rows).Scan(&n)
+		err = tx.QueryRow(insertRowsSQL, insertEventSQL, len(insertColumns), rows).Scan(&n)
 		if err == nil && len(rows) > 0 && n == 0 {
 			t.Errorf("%d bytes of rows accepted as none", len(rows))
 		}
@@ -120,29 +121,63 @@ func FuzzInsertRows(f *testing.F) {
 	})
 }
 
-// A client's events are found however far apart their ids lie (ids are
-// microseconds, see inspect.IDs), with every bound and limit, in the order
-// of inspect.Filter.Match over all events.
+// A client's events are found through the blocks of events_client in the
+// order and with the bounds of inspect.Filter.Match over all events,
+// although rows are stored out of id order (a connection's event is
+// stored when it ends), over several blocks and a reopening, with ids far
+// apart (ids are microseconds, see inspect.IDs).
 func TestClientAcrossBlocks(t *testing.T) {
-	s, _ := openTest(t)
-	const block = 1 << 12
-	idSet := []int64{1, 2, block - 1, block, block + 1, 3*block - 1, 3 * block,
-		7*block + 5, 1 << 40, 1<<40 + 1, math.MaxInt64 - 1, math.MaxInt64}
-	for i := int64(0); i < 300; i++ {
-		idSet = append(idSet, 20*block+i*37)
-	}
-	clients := []string{"10.0.0.1", "10.0.0.2", "fd00::7"}
-	var all []inspect.Event
-	for _, sensor := range []string{"a", "b"} {
-		var batch []inspect.Event
-		for i, id := range idSet {
-			e := genEvent(sensor, i)
-			e.ID = id
-			e.ClientIP = clients[(i*7+len(sensor))%len(clients)]
-			batch = append(batch, e)
+	s, path := openTest(t)
+	const block = 1 << seqBlockBits
+	rng := rand.New(rand.NewPCG(3, 4))
+	clients := []string{"10.0.0.1", "10.0.0.2", "fd00::7", "10.0.0.9"}
+	pick := func() string {
+		if rng.IntN(500) == 0 {
+			return clients[3] // a rare client
 		}
+		return clients[rng.IntN(3)]
+	}
+	// Ids grow with the order of storing but wander: some rows come late
+	// with a low id, some early with a high one.
+	var all []inspect.Event
+	seen := map[string]bool{}
+	next := int64(1_700_000_000_000_000)
+	for b := range 12 {
+		batch := genEvents("a", 1, 1000)
+		for i := range batch {
+			e := &batch[i]
+			next += 1 + rng.Int64N(50)
+			e.ID = next
+			switch rng.IntN(40) {
+			case 0:
+				e.ID -= rng.Int64N(int64(3 * block * 50))
+			case 1:
+				e.ID += rng.Int64N(int64(block * 50))
+			}
+			if rng.IntN(3) == 0 {
+				e.Sensor = "b"
+			}
+			e.ClientIP = pick()
+		}
+		batch = slices.DeleteFunc(batch, func(e inspect.Event) bool {
+			k := e.Sensor + "/" + strconv.FormatInt(e.ID, 10)
+			dup := seen[k]
+			seen[k] = true
+			return dup
+		})
 		mustAppend(t, s, batch)
 		all = append(all, batch...)
+		if b == 5 {
+			// Reopening starts a new block.
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if s, err = Open(path); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+		}
 	}
 	slices.SortFunc(all, func(a, b inspect.Event) int {
 		if a.ID != b.ID {
@@ -153,13 +188,14 @@ func TestClientAcrossBlocks(t *testing.T) {
 
 	var filters []inspect.Filter
 	for _, c := range append(clients, "10.9.9.9") {
-		for _, bound := range []int64{0, 2, block, block + 1, 3 * block, 20*block + 100, 1 << 40, math.MaxInt64} {
-			for _, limit := range []int{1, 5, 1000} {
+		for _, k := range []int{0, 500, 6000, len(all) - 1} {
+			bound := all[len(all)-1-k].ID
+			for _, limit := range []int{1, 7, 5000} {
 				filters = append(filters,
 					inspect.Filter{ClientIP: c, Limit: limit},
 					inspect.Filter{ClientIP: c, Before: bound, Limit: limit},
 					inspect.Filter{ClientIP: c, After: bound, Limit: limit},
-					inspect.Filter{ClientIP: c, After: bound, Before: bound + 3*block, Limit: limit},
+					inspect.Filter{ClientIP: c, After: bound - 5000, Before: bound + 5000, Limit: limit},
 					inspect.Filter{ClientIP: c, Sensor: "b", Before: bound, Limit: limit})
 			}
 		}
@@ -173,7 +209,9 @@ func TestClientAcrossBlocks(t *testing.T) {
 			}
 		}
 		if !slices.Equal(got, want) {
-			t.Errorf("%+v:\n got %v\nwant %v", f, got, want)
+			t.Fatalf("%+v:\n got %d ids %v\nwant %d ids %v", f, len(got), head(got), len(want), head(want))
 		}
 	}
 }
+
+func head(ids []int64) []int64 { return ids[:min(len(ids), 8)] }

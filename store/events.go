@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +36,10 @@ var eventColumns = []string{
 	"tls_alert", "tls_issuer", "detail", "diagnosis", "lasterror",
 }
 
+// insertColumns are the columns Append writes: the event's, then the
+// store's own seq (see seqBlockBits), which no query returns.
+var insertColumns = append(slices.Clip(eventColumns), "seq")
+
 // insertEventSQL stores one event. An event already stored under the same
 // sensor and id is replaced: a sensor may send an event again (a retried
 // batch, an open connection completed later), and the last word is the
@@ -41,12 +47,12 @@ var eventColumns = []string{
 var insertEventSQL = func() string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO events (")
-	b.WriteString(strings.Join(eventColumns, ", "))
+	b.WriteString(strings.Join(insertColumns, ", "))
 	b.WriteString(") VALUES (?")
-	b.WriteString(strings.Repeat(", ?", len(eventColumns)-1))
+	b.WriteString(strings.Repeat(", ?", len(insertColumns)-1))
 	b.WriteString(") ON CONFLICT (id, sensor) DO UPDATE SET ")
 	sep := ""
-	for _, c := range eventColumns {
+	for _, c := range insertColumns {
 		if c == "sensor" || c == "id" {
 			continue
 		}
@@ -136,16 +142,18 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 	// The rows go in chunks of at most bulkRows rows or a little over
 	// bulkBytes, each packed into one blob for tetrascope_insert_rows (see
 	// bulk.go).
+	// Appends run one at a time, on the one writer connection.
+	seq := s.nextSeq.Add(int64(len(events))) - int64(len(events))
 	var buf []byte
 	for from := 0; from < len(events); {
 		buf = buf[:0]
 		to := from
 		for to < len(events) && to-from < bulkRows && len(buf) < bulkBytes {
-			buf = packEvent(buf, &events[to])
+			buf = packInt(packEvent(buf, &events[to]), seq+int64(to))
 			to++
 		}
 		var n int
-		err := tx.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(eventColumns), buf).Scan(&n)
+		err := tx.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(insertColumns), buf).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("storing from event %s/%d: %w", events[from].Sensor, events[from].ID, err)
 		}
@@ -175,12 +183,122 @@ func (s *Store) Events(ctx context.Context, f inspect.Filter) ([]inspect.Event, 
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
 	}
-	q, args := eventsQuery(&f, byTime)
-	out, err := s.queryEvents(ctx, q, args...)
+	var out []inspect.Event
+	if f.ClientIP != "" && !byTime {
+		out, err = s.clientEvents(ctx, &f)
+	} else {
+		q, args := eventsQuery(&f, byTime, nil)
+		out, err = s.queryEvents(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
 	}
 	return out, nil
+}
+
+// clientEvents answers a filter with a client through events_client: it
+// reads the blocks of the index (see seqBlockBits) from the newest down,
+// one at first and up to maxWalk at a time, and keeps the newest matches.
+// Rows are stored when their connection ends, not in id order, so a block
+// may hold an id higher than a newer block's; the walk stops when the
+// highest id stored before the blocks read cannot be among the newest
+// limit matches, or when there is no block left.
+func (s *Store) clientEvents(ctx context.Context, f *inspect.Filter) ([]inspect.Event, error) {
+	const maxWalk = 64
+	n := limit(f)
+	out := []inspect.Event{}
+	below := int64(math.MaxInt64)
+	for walk := 1; ; walk = min(2*walk, maxWalk) {
+		blocks, err := s.blocksBelow(ctx, below, walk)
+		if err != nil || len(blocks) == 0 {
+			return out, err
+		}
+		if len(blocks) > 1 && blocks[len(blocks)-1] == 0 {
+			// Block 0 holds every row stored before the blocks began;
+			// alone, its rows come off the index in order, and only
+			// the newest are read.
+			blocks = blocks[:len(blocks)-1]
+		}
+		below = blocks[len(blocks)-1]
+		q, args := eventsQuery(f, false, blocks)
+		got, err := s.queryEvents(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		slices.SortFunc(out, func(a, b inspect.Event) int {
+			if a.ID != b.ID {
+				return cmp.Compare(b.ID, a.ID)
+			}
+			return strings.Compare(b.Sensor, a.Sensor)
+		})
+		out = out[:min(len(out), n)]
+		if len(out) < n && f.After == 0 {
+			continue
+		}
+		done, err := s.olderBelow(ctx, f, below, out)
+		if err != nil || done {
+			return out, err
+		}
+	}
+}
+
+// blocksBelow lists up to n blocks of events_client below block below,
+// highest first, one index seek each.
+func (s *Store) blocksBelow(ctx context.Context, below int64, n int) ([]int64, error) {
+	q := fmt.Sprintf(`WITH RECURSIVE b(k) AS (
+		SELECT (SELECT MAX(seq >> %[1]d) FROM events WHERE (seq >> %[1]d) < ?)
+		UNION ALL
+		SELECT (SELECT MAX(seq >> %[1]d) FROM events WHERE (seq >> %[1]d) < b.k)
+		FROM b WHERE b.k IS NOT NULL LIMIT ?)
+		SELECT k FROM b WHERE k IS NOT NULL`, seqBlockBits)
+	rows, err := s.r.QueryContext(ctx, q, below, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var k int64
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// olderBelow reports whether no row of a block below block below can be
+// among the newest matches of f: none has an id within f's bounds that
+// sorts before the last of out, which holds limit(f) matches or fewer.
+func (s *Store) olderBelow(ctx context.Context, f *inspect.Filter, below int64, out []inspect.Event) (bool, error) {
+	// seq, not the indexed expression: the highest id comes off the
+	// primary key, newest first, and the first row stored before the
+	// blocks read ends the search.
+	q := "SELECT id, sensor FROM events WHERE seq < ?"
+	args := []any{below << seqBlockBits}
+	if f.Before != 0 {
+		q += " AND id < ?"
+		args = append(args, f.Before)
+	}
+	q += " ORDER BY id DESC, sensor DESC LIMIT 1"
+	var (
+		id     int64
+		sensor string
+	)
+	err := s.r.QueryRowContext(ctx, q, args...).Scan(&id, &sensor)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, nil
+	case err != nil:
+		return false, err
+	case f.After != 0 && id <= f.After:
+		return true, nil
+	case len(out) < limit(f):
+		return false, nil
+	}
+	last := out[len(out)-1]
+	return id < last.ID || id == last.ID && sensor < last.Sensor, nil
 }
 
 // queryEvents runs a SELECT of eventColumns and scans its rows.
@@ -270,8 +388,9 @@ func limit(f *inspect.Filter) int {
 // eventsQuery translates f into a SELECT and its arguments; the last
 // argument is the limit, an int. byTime keeps the primary key from
 // driving the order, so that SQLite reads the time window through
-// events_time (or another index the filter allows) and sorts it.
-func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
+// events_time (or another index the filter allows) and sorts it. blocks,
+// if any, restrict the rows to those blocks of events_client.
+func eventsQuery(f *inspect.Filter, byTime bool, blocks []int64) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -281,6 +400,14 @@ func eventsQuery(f *inspect.Filter, byTime bool) (string, []any) {
 		args = append(args, a...)
 	}
 
+	if len(blocks) > 0 {
+		in := make([]any, len(blocks))
+		for i, b := range blocks {
+			in[i] = b
+		}
+		cond(fmt.Sprintf("(seq >> %d) IN (?%s)", seqBlockBits,
+			strings.Repeat(", ?", len(blocks)-1)), in...)
+	}
 	if !f.Since.IsZero() {
 		cond("time >= ?", formatTime(clampTime(f.Since)))
 	}

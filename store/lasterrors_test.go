@@ -103,6 +103,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	db := rawDB(t, path)
 	for _, q := range []string{"DROP TABLE endpoint_lasterrors",
+		"DROP INDEX events_client",
+		"ALTER TABLE events DROP COLUMN seq",
+		"CREATE INDEX events_client_ip ON events (client_ip, id)",
 		"DELETE FROM schema_version WHERE version > 1"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
@@ -121,6 +124,16 @@ func TestMigrateFromVersion1(t *testing.T) {
 	evs, err := s2.Events(ctx, inspect.Filter{})
 	if err != nil || len(evs) != 3 {
 		t.Fatalf("events after the upgrade: %d, %v; want 3", len(evs), err)
+	}
+	// The old rows are block 0 of the client index, new ones come after.
+	mustAppend(t, s2, genEvents("a", 250, 1))
+	evs, err = s2.Events(ctx, inspect.Filter{ClientIP: "10.0.1.0"})
+	if err != nil || len(evs) != 1 || evs[0].ID != 250 {
+		t.Fatalf("a new client's events after the upgrade: %v, %v; want event 250", evs, err)
+	}
+	evs, err = s2.Events(ctx, inspect.Filter{ClientIP: "10.0.0.2"})
+	if err != nil || len(evs) != 1 || evs[0].ID != 2 {
+		t.Fatalf("an old client's events after the upgrade: %v, %v; want event 2", evs, err)
 	}
 	v := EndpointValues{Uploaded: time.Now().UTC(), Rows: []EndpointRow{{Line: 2, IP: "10.0.0.1"}}}
 	if err := s2.SetEndpointValues(ctx, v); err != nil {

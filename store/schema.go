@@ -26,12 +26,11 @@ type migration struct {
 // first so that its index also serves the newest-first order, paging by id
 // and MaxID, which saves a separate id index on every insert.
 //
-// Every index costs inserts: events_time and the primary key grow at one
-// end, events_host and events_outcome at one end per distinct value, but
-// events_client_ip takes entries all over the index, one page per distinct
-// client of a batch. It is still worth it, because without it a client's
-// events are found only by scanning the table. Each filter index ends in
-// id, so that it yields the newest matches first without sorting.
+// Every index costs inserts, least when its new entries go at one end:
+// events_time and the primary key grow at one end, events_host and
+// events_outcome at one end per distinct value, events_client at the end
+// of its newest block (see seqBlockBits). Each filter index ends in id, so
+// that it yields the newest matches first without sorting.
 //
 // time is text: RFC 3339 in UTC with exactly nine fractional digits, so
 // that text order is time order and the value reads the same in the
@@ -111,11 +110,36 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 3,
+		name:    "client index by blocks of insertion order",
+		stmts: []string{
+			// seq numbers rows in the order they were stored (see
+			// seqBlockBits); the rows stored before it are block 0.
+			`ALTER TABLE events ADD COLUMN seq BIGINT NOT NULL DEFAULT 0`,
+			`DROP INDEX events_client_ip`,
+			`CREATE INDEX events_client ON events ((seq >> 12), client_ip, id)`,
+		},
+	},
 }
+
+// seqBlockBits sets the blocks of the client index events_client. The
+// store numbers the rows it writes (the seq column, which Open starts at a
+// new block), and rows whose seq agrees but for its low seqBlockBits bits
+// share a block: about 4,096 rows stored one after the other. The index is
+// ordered by block, then client, then id, so that new entries land in the
+// newest block, a few dozen pages at the end of the index that every batch
+// touches anyway. The index it replaced, (client_ip, id), took one page
+// per distinct client of a batch, all over the index, which on a table of
+// millions of events halved the rate of inserts. The blocks follow the
+// order of storing, not ids, because ids are microseconds and would give
+// a block to nearly every event of a quiet proxy. clientEvents finds a
+// client's events block by block.
+const seqBlockBits = 12
 
 // SchemaVersion is the schema version this package writes: the version of
 // its last migration. Open refuses a database with a higher version.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrate applies the migrations db lacks, all in one transaction, so that
 // a failure leaves the previous schema untouched. Two processes opening a

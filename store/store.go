@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -68,6 +69,8 @@ type Store struct {
 	w    *sql.DB // exactly one connection: every write goes through it
 	r    *sql.DB // read-only connections for queries
 	ckpt *checkpointer
+
+	nextSeq atomic.Int64 // the seq of the next row Append stores
 
 	file os.FileInfo // the database file as opened; see checkFile
 
@@ -142,10 +145,18 @@ func open(path string) (*Store, error) {
 	// Appending no rows prepares the insert: a schema it does not fit
 	// shows up here rather than at the first batch.
 	var rows int
-	if err := w.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(eventColumns), []byte{}).Scan(&rows); err != nil {
+	if err := w.QueryRowContext(ctx, insertRowsSQL, insertEventSQL, len(insertColumns), []byte{}).Scan(&rows); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("preparing insert: %w", err)
 	}
+	// Rows stored from now on start a new block of events_client.
+	var top int64
+	q := fmt.Sprintf("SELECT COALESCE(MAX(seq >> %d), 0) FROM events", seqBlockBits)
+	if err := w.QueryRowContext(ctx, q).Scan(&top); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("reading the last block: %w", err)
+	}
+	s.nextSeq.Store((top + 1) << seqBlockBits)
 	if s.file, err = os.Stat(path); err != nil {
 		w.Close()
 		return nil, err

@@ -373,8 +373,8 @@ func TestTimeWindowPlans(t *testing.T) {
 	}
 	for name, f := range filters {
 		t.Run(name, func(t *testing.T) {
-			q1, args1 := eventsQuery(&f, false)
-			q2, args2 := eventsQuery(&f, true)
+			q1, args1 := eventsQuery(&f, false, nil)
+			q2, args2 := eventsQuery(&f, true, nil)
 			newest, err := s.queryEvents(ctx, q1, args1...)
 			if err != nil {
 				t.Fatal(err)
@@ -599,7 +599,8 @@ func TestMigrations(t *testing.T) {
 			t.Errorf("schema_version rows %v, want %v", versions, applied)
 		}
 
-		// Columns are the JSON names of the Event, in order.
+		// Columns are the JSON names of the Event, in order, then the
+		// store's own.
 		var cols []string
 		rows, err = db.Query("SELECT name FROM pragma_table_info('events') ORDER BY cid")
 		if err != nil {
@@ -617,6 +618,7 @@ func TestMigrations(t *testing.T) {
 		for i := range typ.NumField() {
 			want = append(want, typ.Field(i).Tag.Get("json"))
 		}
+		want = append(want, "seq")
 		if !slices.Equal(cols, want) {
 			t.Errorf("columns %v, want the JSON names %v", cols, want)
 		}
@@ -936,14 +938,18 @@ func TestQueryPlans(t *testing.T) {
 		{"before", inspect.Filter{Before: 1000}, "sqlite_autoindex_events_1"},
 		{"after", inspect.Filter{After: 1000}, "sqlite_autoindex_events_1"},
 		{"sensor", inspect.Filter{Sensor: "a"}, "sqlite_autoindex_events_1"},
-		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client_ip"},
+		{"client", inspect.Filter{ClientIP: "10.0.0.1"}, "events_client"},
 		{"host", inspect.Filter{Host: "Example.com"}, "events_host"},
 		{"outcome", inspect.Filter{Outcome: inspect.AuthFailed}, "events_outcome"},
 		{"outcome ok", inspect.Filter{Outcome: inspect.OK}, "sqlite_autoindex_events_1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			q, args := eventsQuery(&tc.f, false)
+			var blocks []int64
+			if tc.f.ClientIP != "" {
+				blocks = []int64{1} // as clientEvents asks
+			}
+			q, args := eventsQuery(&tc.f, false, blocks)
 			plan := explain(t, s, q, args...)
 			if !strings.Contains(plan, "USING INDEX "+tc.want) &&
 				!strings.Contains(plan, "USING COVERING INDEX "+tc.want) {
@@ -954,15 +960,23 @@ func TestQueryPlans(t *testing.T) {
 
 	t.Run("client newest first without sorting", func(t *testing.T) {
 		f := inspect.Filter{ClientIP: "10.0.0.1", Before: 1 << 20}
-		q, args := eventsQuery(&f, false)
+		q, args := eventsQuery(&f, false, []int64{0})
 		if plan := explain(t, s, q, args...); strings.Contains(plan, "TEMP B-TREE FOR ORDER BY") {
-			t.Errorf("plan sorts all of a client's events:\n%s", plan)
+			t.Errorf("plan sorts all of a block's events of the client:\n%s", plan)
+		}
+		for _, q := range []string{
+			"SELECT id, sensor FROM events WHERE seq < ? AND id < ? ORDER BY id DESC, sensor DESC LIMIT 1",
+		} {
+			if plan := explain(t, s, q, 4096, 1<<20); !strings.Contains(plan, "sqlite_autoindex_events_1") ||
+				strings.Contains(plan, "TEMP B-TREE") {
+				t.Errorf("the highest older id is not read off the primary key:\n%s", plan)
+			}
 		}
 	})
 
 	t.Run("small time window", func(t *testing.T) {
 		f := inspect.Filter{Since: base}
-		q, args := eventsQuery(&f, true)
+		q, args := eventsQuery(&f, true, nil)
 		if plan := explain(t, s, q, args...); !strings.Contains(plan, "INDEX events_time") {
 			t.Errorf("plan does not use events_time:\n%s", plan)
 		}
