@@ -162,11 +162,7 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 		}
 		from = to
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	s.ckpt.committed(len(events))
-	return nil
+	return tx.Commit()
 }
 
 // Events returns the events that match f, newest (highest id) first, at
