@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 	"github.com/tetrascope/tetrascope/inspect"
@@ -215,3 +216,51 @@ func TestClientAcrossBlocks(t *testing.T) {
 }
 
 func head(ids []int64) []int64 { return ids[:min(len(ids), 8)] }
+
+// An event stored again while a client query walks the blocks moves to the
+// newest block; the walk reads one snapshot, so it finds the event once,
+// in one place or the other, and never misses it.
+func TestClientWalkSeesOneSnapshot(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	const blocks = 60
+	for i := 1; i <= blocks; i++ {
+		// Each opening starts a block: one event of the client in each.
+		batch := genEvents("a", 8*i-7, 8)
+		batch[7].ClientIP = "10.7.7.7"
+		mustAppend(t, s, batch)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if s, err = Open(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { s.Close() })
+
+	missed := 0
+	for round := range 40 {
+		old := genEvent("a", 8*(1+round%8)) // in a low block, walked last
+		old.ClientIP = "10.7.7.7"
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(time.Duration(round%5) * 200 * time.Microsecond)
+			if err := s.Append(ctx, []inspect.Event{old}); err != nil {
+				t.Error(err)
+			}
+		}()
+		got, err := s.Events(ctx, inspect.Filter{ClientIP: "10.7.7.7", Limit: 1000})
+		<-done
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != blocks {
+			missed++
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%d of 40 queries missed an event stored throughout", missed)
+	}
+}

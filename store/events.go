@@ -141,8 +141,7 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 
 	// The rows go in chunks of at most bulkRows rows or a little over
 	// bulkBytes, each packed into one blob for tetrascope_insert_rows (see
-	// bulk.go).
-	// Appends run one at a time, on the one writer connection.
+	// bulk.go), with seq numbers of their own (see seqBlockBits).
 	seq := s.nextSeq.Add(int64(len(events))) - int64(len(events))
 	var buf []byte
 	for from := 0; from < len(events); {
@@ -159,6 +158,22 @@ func (s *Store) append(ctx context.Context, events []inspect.Event) error {
 		}
 		if n != to-from {
 			return fmt.Errorf("stored %d of %d events", n, to-from)
+		}
+		from = to
+	}
+
+	// The highest id of each block the rows went to, for olderBelow.
+	const upsertBlock = `INSERT INTO event_blocks (block, max_id) VALUES (?, ?)
+		ON CONFLICT (block) DO UPDATE SET max_id = MAX(max_id, excluded.max_id)`
+	for from := 0; from < len(events); {
+		block := (seq + int64(from)) >> seqBlockBits
+		top := events[from].ID
+		to := from + 1
+		for ; to < len(events) && (seq+int64(to))>>seqBlockBits == block; to++ {
+			top = max(top, events[to].ID)
+		}
+		if _, err := tx.ExecContext(ctx, upsertBlock, block, top); err != nil {
+			return fmt.Errorf("recording block %d: %w", block, err)
 		}
 		from = to
 	}
@@ -197,15 +212,23 @@ func (s *Store) Events(ctx context.Context, f inspect.Filter) ([]inspect.Event, 
 // one at first and up to maxWalk at a time, and keeps the newest matches.
 // Rows are stored when their connection ends, not in id order, so a block
 // may hold an id higher than a newer block's; the walk stops when the
-// highest id stored before the blocks read cannot be among the newest
-// limit matches, or when there is no block left.
+// highest id stored before the blocks read (event_blocks) cannot be among
+// the newest limit matches, or when there is no block left. The walk runs
+// in one read transaction: an event stored again meanwhile moves to the
+// newest block, and would otherwise be missed in both.
 func (s *Store) clientEvents(ctx context.Context, f *inspect.Filter) ([]inspect.Event, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+
 	const maxWalk = 64
 	n := limit(f)
 	out := []inspect.Event{}
 	below := int64(math.MaxInt64)
 	for walk := 1; ; walk = min(2*walk, maxWalk) {
-		blocks, err := s.blocksBelow(ctx, below, walk)
+		blocks, err := blocksBelow(ctx, tx, below, walk)
 		if err != nil || len(blocks) == 0 {
 			return out, err
 		}
@@ -217,7 +240,7 @@ func (s *Store) clientEvents(ctx context.Context, f *inspect.Filter) ([]inspect.
 		}
 		below = blocks[len(blocks)-1]
 		q, args := eventsQuery(f, false, blocks)
-		got, err := s.queryEvents(ctx, q, args...)
+		got, err := queryEvents(ctx, tx, q, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +255,7 @@ func (s *Store) clientEvents(ctx context.Context, f *inspect.Filter) ([]inspect.
 		if len(out) < n && f.After == 0 {
 			continue
 		}
-		done, err := s.olderBelow(ctx, f, below, out)
+		done, err := olderBelow(ctx, tx, f, below, out)
 		if err != nil || done {
 			return out, err
 		}
@@ -241,14 +264,14 @@ func (s *Store) clientEvents(ctx context.Context, f *inspect.Filter) ([]inspect.
 
 // blocksBelow lists up to n blocks of events_client below block below,
 // highest first, one index seek each.
-func (s *Store) blocksBelow(ctx context.Context, below int64, n int) ([]int64, error) {
+func blocksBelow(ctx context.Context, db querier, below int64, n int) ([]int64, error) {
 	q := fmt.Sprintf(`WITH RECURSIVE b(k) AS (
 		SELECT (SELECT MAX(seq >> %[1]d) FROM events WHERE (seq >> %[1]d) < ?)
 		UNION ALL
 		SELECT (SELECT MAX(seq >> %[1]d) FROM events WHERE (seq >> %[1]d) < b.k)
 		FROM b WHERE b.k IS NOT NULL LIMIT ?)
 		SELECT k FROM b WHERE k IS NOT NULL`, seqBlockBits)
-	rows, err := s.r.QueryContext(ctx, q, below, n)
+	rows, err := db.QueryContext(ctx, q, below, n)
 	if err != nil {
 		return nil, err
 	}
@@ -265,41 +288,48 @@ func (s *Store) blocksBelow(ctx context.Context, below int64, n int) ([]int64, e
 }
 
 // olderBelow reports whether no row of a block below block below can be
-// among the newest matches of f: none has an id within f's bounds that
-// sorts before the last of out, which holds limit(f) matches or fewer.
-func (s *Store) olderBelow(ctx context.Context, f *inspect.Filter, below int64, out []inspect.Event) (bool, error) {
-	// seq, not the indexed expression: the highest id comes off the
-	// primary key, newest first, and the first row stored before the
-	// blocks read ends the search.
-	q := "SELECT id, sensor FROM events WHERE seq < ?"
-	args := []any{below << seqBlockBits}
-	if f.Before != 0 {
-		q += " AND id < ?"
-		args = append(args, f.Before)
-	}
-	q += " ORDER BY id DESC, sensor DESC LIMIT 1"
-	var (
-		id     int64
-		sensor string
-	)
-	err := s.r.QueryRowContext(ctx, q, args...).Scan(&id, &sensor)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return true, nil
-	case err != nil:
+// among the newest matches of f: the highest id ever stored in those
+// blocks (event_blocks, an upper bound) is not above f.After, or, with
+// limit(f) matches in out, sorts after the last of them. Ids at or above
+// f.Before do not count.
+func olderBelow(ctx context.Context, db querier, f *inspect.Filter, below int64, out []inspect.Event) (bool, error) {
+	var top sql.NullInt64
+	err := db.QueryRowContext(ctx, "SELECT MAX(max_id) FROM event_blocks WHERE block < ?", below).Scan(&top)
+	if err != nil {
 		return false, err
+	}
+	if !top.Valid {
+		return true, nil
+	}
+	id := top.Int64
+	if f.Before != 0 && f.Before != math.MinInt64 {
+		id = min(id, f.Before-1)
+	}
+	switch {
 	case f.After != 0 && id <= f.After:
 		return true, nil
 	case len(out) < limit(f):
 		return false, nil
 	}
-	last := out[len(out)-1]
-	return id < last.ID || id == last.ID && sensor < last.Sensor, nil
+	// The bound carries no sensor: an equal id may still sort first.
+	return id < out[len(out)-1].ID, nil
 }
 
-// queryEvents runs a SELECT of eventColumns and scans its rows.
+// querier is what queries run on: the reader pool, or one transaction of
+// it when several queries must see the same rows.
+type querier interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+// queryEvents runs a SELECT of eventColumns on the readers and scans its
+// rows.
 func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]inspect.Event, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	return queryEvents(ctx, s.r, q, args...)
+}
+
+func queryEvents(ctx context.Context, db querier, q string, args ...any) ([]inspect.Event, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -451,6 +481,13 @@ func eventsQuery(f *inspect.Filter, byTime bool, blocks []int64) (string, []any)
 
 	var b strings.Builder
 	b.WriteString(selectEventSQL)
+	if len(blocks) > 0 {
+		// Another filter index (events_host, events_outcome) would give
+		// id order but read the whole table's matches for every walk of
+		// clientEvents. (SQLite's syntax; another database would take
+		// the hint from the block condition itself.)
+		b.WriteString(" INDEXED BY events_client")
+	}
 	if len(where) > 0 {
 		b.WriteString(" WHERE ")
 		b.WriteString(strings.Join(where, " AND "))
@@ -545,7 +582,14 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 		}
 		total += n
 		if n < pruneBatch {
-			return total, nil
+			break
 		}
 	}
+	// The bounds of blocks that no longer hold a row.
+	q2 := fmt.Sprintf(`DELETE FROM event_blocks
+		WHERE block < (SELECT MIN(seq >> %d) FROM events)`, seqBlockBits)
+	if _, err := s.w.ExecContext(ctx, q2); err != nil {
+		return total, fmt.Errorf("pruning events: %w", err)
+	}
+	return total, nil
 }

@@ -102,7 +102,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := rawDB(t, path)
-	for _, q := range []string{"DROP TABLE endpoint_lasterrors",
+	for _, q := range []string{"DROP TABLE endpoint_lasterrors", "DROP TABLE event_blocks",
 		"DROP INDEX events_client",
 		"ALTER TABLE events DROP COLUMN seq",
 		"CREATE INDEX events_client_ip ON events (client_ip, id)",

@@ -119,6 +119,17 @@ var migrations = []migration{
 			`ALTER TABLE events ADD COLUMN seq BIGINT NOT NULL DEFAULT 0`,
 			`DROP INDEX events_client_ip`,
 			`CREATE INDEX events_client ON events ((seq >> 12), client_ip, id)`,
+			// The highest id ever stored in each block: a bound that
+			// tells a walk of events_client when older blocks can no
+			// longer hold one of the newest matches. Rows moved out of a
+			// block by a new version of their event, or pruned, leave it
+			// higher than it need be, never lower.
+			`CREATE TABLE event_blocks (
+				block  BIGINT NOT NULL PRIMARY KEY,
+				max_id BIGINT NOT NULL
+			)`,
+			`INSERT INTO event_blocks (block, max_id)
+				SELECT 0, MAX(id) FROM events HAVING COUNT(*) > 0`,
 		},
 	},
 }

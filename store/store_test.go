@@ -958,6 +958,18 @@ func TestQueryPlans(t *testing.T) {
 		})
 	}
 
+	t.Run("client with another filter index", func(t *testing.T) {
+		for _, f := range []inspect.Filter{
+			{ClientIP: "10.0.0.1", Host: "example.com"},
+			{ClientIP: "10.0.0.1", Outcome: inspect.AuthFailed},
+		} {
+			q, args := eventsQuery(&f, false, []int64{3, 2, 1})
+			if plan := explain(t, s, q, args...); !strings.Contains(plan, "INDEX events_client ") {
+				t.Errorf("%+v: the blocks are not read through events_client:\n%s", f, plan)
+			}
+		}
+	})
+
 	t.Run("client newest first without sorting", func(t *testing.T) {
 		f := inspect.Filter{ClientIP: "10.0.0.1", Before: 1 << 20}
 		q, args := eventsQuery(&f, false, []int64{0})
