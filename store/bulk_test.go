@@ -169,15 +169,7 @@ func TestClientAcrossBlocks(t *testing.T) {
 		mustAppend(t, s, batch)
 		all = append(all, batch...)
 		if b == 5 {
-			// Reopening starts a new block.
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			var err error
-			if s, err = Open(path); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			s = reopen(t, s, path) // a new block
 		}
 	}
 	slices.SortFunc(all, func(a, b inspect.Event) int {
@@ -229,15 +221,8 @@ func TestClientWalkSeesOneSnapshot(t *testing.T) {
 		batch := genEvents("a", 8*i-7, 8)
 		batch[7].ClientIP = "10.7.7.7"
 		mustAppend(t, s, batch)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		var err error
-		if s, err = Open(path); err != nil {
-			t.Fatal(err)
-		}
+		s = reopen(t, s, path)
 	}
-	t.Cleanup(func() { s.Close() })
 
 	missed := 0
 	for round := range 40 {
@@ -263,4 +248,19 @@ func TestClientWalkSeesOneSnapshot(t *testing.T) {
 	if missed > 0 {
 		t.Errorf("%d of 40 queries missed an event stored throughout", missed)
 	}
+}
+
+// reopen closes s and opens its file again, which starts a new block of
+// events_client; the new Store is closed at the end of the test.
+func reopen(t *testing.T, s *Store, path string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
