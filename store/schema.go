@@ -123,7 +123,8 @@ var migrations = []migration{
 			// tells a walk of events_client when older blocks can no
 			// longer hold one of the newest matches. Rows moved out of a
 			// block by a new version of their event, or pruned, leave it
-			// higher than it need be, never lower.
+			// higher than it need be, never lower. Append keeps it; rows
+			// that another program writes into events are not counted.
 			`CREATE TABLE event_blocks (
 				block  BIGINT NOT NULL PRIMARY KEY,
 				max_id BIGINT NOT NULL
