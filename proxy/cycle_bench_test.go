@@ -117,37 +117,22 @@ func recordHandshake(tb testing.TB, name string) *handshake {
 // waits for the client to close.
 func replayOrigin(tb testing.TB, h *handshake) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				if _, err := io.ReadFull(c, buf[:len(h.flights[0])]); err != nil {
-					return
-				}
-				if _, err := c.Write(h.flights[1]); err != nil {
-					return
-				}
-				if _, err := io.ReadFull(c, buf[:len(h.flights[2])]); err != nil {
-					return
-				}
-				if _, err := c.Write(h.flights[3]); err != nil {
-					return
-				}
-				_, _ = c.Read(buf)
-			}()
+	return serveLoopback(tb, func(c net.Conn) {
+		buf := make([]byte, 16<<10)
+		if _, err := io.ReadFull(c, buf[:len(h.flights[0])]); err != nil {
+			return
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+		if _, err := c.Write(h.flights[1]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, buf[:len(h.flights[2])]); err != nil {
+			return
+		}
+		if _, err := c.Write(h.flights[3]); err != nil {
+			return
+		}
+		_, _ = c.Read(buf)
+	})
 }
 
 // tallyRecorder counts events and those not ok, and keeps nothing.

@@ -22,33 +22,18 @@ import (
 // upper-cased, until the client closes.
 func reverseOrigin(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveLoopback(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(strings.ToUpper(string(buf[:n])))); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write([]byte(strings.ToUpper(string(buf[:n])))); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	})
 }
 
 // TestConnectWithDataBehind: bytes a client sends in the same write as its
@@ -81,14 +66,7 @@ func TestConnectWithDataBehind(t *testing.T) {
 // next attempt, which may be another CONNECT or a plain request; both are
 // recorded.
 func TestConnectAfterChallenge(t *testing.T) {
-	path := t.TempDir() + "/htpasswd"
-	if err := writeFile(path, "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"); err != nil {
-		t.Fatal(err)
-	}
-	origin := reverseOrigin(t)
-	f := startChained(t, Upstream{}, path)
-	f.srv.ports[origin] = true
-	target := fmt.Sprintf("127.0.0.1:%d", origin)
+	f, target := startWithAlice(t, reverseOrigin(t))
 
 	t.Run("connect", func(t *testing.T) {
 		c, err := net.Dial("tcp", f.proxyURL.Host)

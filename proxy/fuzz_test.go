@@ -117,21 +117,7 @@ func (r *byClient) wait(ip string, status int, timeout time.Duration) []inspect.
 // "deny", 407 for hosts containing "auth".
 func fuzzUpstream(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveFuzzUpstream(c)
-		}
-	}()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", serveLoopback(tb, serveFuzzUpstream))
 }
 
 func serveFuzzUpstream(c net.Conn) {

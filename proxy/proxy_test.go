@@ -350,3 +350,28 @@ func TestHalfCloseAfterConnect(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 }
+
+// serveLoopback listens on a free port of 127.0.0.1 until the test ends,
+// runs handle on each connection in a goroutine of its own, closes the
+// connection when handle returns, and returns the port.
+func serveLoopback(tb testing.TB, handle func(c net.Conn)) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -17,35 +17,20 @@ import (
 // though the client's side stays silent all along.
 func TestTunnelIdleTimeout(t *testing.T) {
 	const idle = time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	origin := serveLoopback(t, func(c net.Conn) {
+		var first [1]byte
+		if _, err := c.Read(first[:]); err != nil || first[0] != 't' {
+			return // the quiet tunnel: wait for the close
+		}
+		// The talking tunnel: a byte every tenth of a second
+		// for twice the idle timeout, then the end.
+		for range int(2 * idle / (100 * time.Millisecond)) {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := c.Write([]byte("x")); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				var first [1]byte
-				if _, err := c.Read(first[:]); err != nil || first[0] != 't' {
-					return // the quiet tunnel: wait for the close
-				}
-				// The talking tunnel: a byte every tenth of a second
-				// for twice the idle timeout, then the end.
-				for range int(2 * idle / (100 * time.Millisecond)) {
-					time.Sleep(100 * time.Millisecond)
-					if _, err := c.Write([]byte("x")); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	origin := ln.Addr().(*net.TCPAddr).Port
+	})
 	f := startWith(t, Config{AllowPorts: []int{origin}, IdleTimeout: idle},
 		"tetra-defs.amp.cisco.com")
 

@@ -144,22 +144,21 @@ func (u *fakeUpstream) handle(c net.Conn) {
 
 // echoOrigin answers every connection with "hello" and closes.
 func echoOrigin(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	return serveLoopback(t, func(c net.Conn) { io.WriteString(c, "hello") })
+}
+
+// startWithAlice starts a proxy that asks for credentials (alice, password
+// "secret") and may reach origin, the port of a loopback server; it
+// returns the proxy and origin as a CONNECT target.
+func startWithAlice(t *testing.T, origin int) (*fixture, string) {
+	t.Helper()
+	path := t.TempDir() + "/htpasswd"
+	if err := writeFile(path, "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "hello")
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	f := startChained(t, Upstream{}, path)
+	f.srv.ports[origin] = true
+	return f, fmt.Sprintf("127.0.0.1:%d", origin)
 }
 
 func startChained(t *testing.T, up Upstream, htpasswdPath string) *fixture {
@@ -352,14 +351,7 @@ func TestUpstreamPlainHTTP(t *testing.T) {
 }
 
 func TestClientAuth(t *testing.T) {
-	path := t.TempDir() + "/htpasswd"
-	if err := writeFile(path, "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"); err != nil {
-		t.Fatal(err)
-	}
-	origin := echoOrigin(t)
-	f := startChained(t, Upstream{}, path)
-	f.srv.ports[origin] = true
-	target := fmt.Sprintf("127.0.0.1:%d", origin)
+	f, target := startWithAlice(t, echoOrigin(t))
 	cases := []struct {
 		name    string
 		auth    string
